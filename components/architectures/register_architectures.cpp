@@ -1,0 +1,2 @@
+#include "engine/registry.h"
+namespace razor { void register_architectures() {} }

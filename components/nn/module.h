@@ -1,0 +1,87 @@
+#pragma once
+// The base of every razor op and block: a torch::nn::Module that knows its dotted name in
+// the model and runs forward pre/post hooks. LibTorch has no forward hooks; these are what
+// recorders, channel masks and fake quantisers attach to, by module name.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/types.h>
+
+namespace razor::nn {
+
+class Module;
+
+/// The inputs of one call. Unary ops see one tensor; Add, Concat, Mul and losses see several.
+using Inputs = std::vector<torch::Tensor>;
+
+/// Runs before forward; may replace the inputs.
+using PreHook = std::function<void(Module& module, Inputs& inputs)>;
+/// Runs after forward; sees the inputs and may replace the output.
+using PostHook = std::function<void(Module& module, const Inputs& inputs, torch::Tensor& output)>;
+
+/// Removes its hook when `remove()` is called (not on destruction: a hook outlives the
+/// handle unless removed, as in PyTorch). Safe to call twice or after the module is gone.
+class HookHandle {
+ public:
+  HookHandle() = default;
+  HookHandle(std::weak_ptr<void> owner, std::function<void()> remover)
+      : owner_(std::move(owner)), remover_(std::move(remover)) {}
+  void remove();
+
+ private:
+  std::weak_ptr<void> owner_;
+  std::function<void()> remover_;
+};
+
+class Module : public torch::nn::Module {
+ public:
+  Module();
+  explicit Module(const std::string& name);
+
+  /// Unary call: pre hooks -> forward -> post hooks.
+  torch::Tensor operator()(const torch::Tensor& input);
+  /// N-ary call (Add, Concat, Mul, losses): pre hooks -> forward_inputs -> post hooks.
+  torch::Tensor operator()(Inputs inputs);
+
+  HookHandle add_forward_pre_hook(PreHook hook);
+  HookHandle add_forward_hook(PostHook hook);
+  size_t num_hooks() const;
+
+  /// Dotted path in the model, e.g. "backbone.layer1.0.conv1" ("" for the root or a
+  /// module not yet named by `assign_paths`).
+  const std::string& path() const { return path_; }
+  void set_path(std::string path) { path_ = std::move(path); }
+
+ protected:
+  /// Unary ops and blocks implement this.
+  virtual torch::Tensor forward(const torch::Tensor& input);
+  /// N-ary ops implement this; the default calls forward(inputs[0]).
+  virtual torch::Tensor forward_inputs(const Inputs& inputs);
+
+ private:
+  torch::Tensor call_hooked(Inputs inputs, bool unary);
+
+  struct Hooks {
+    std::vector<std::pair<int64_t, PreHook>> pre;
+    std::vector<std::pair<int64_t, PostHook>> post;
+    int64_t next_id = 0;
+  };
+  std::shared_ptr<Hooks> hooks_;
+  std::string path_;
+};
+
+/// Sets `path()` of every razor::nn::Module under `root` to its dotted name from `root`.
+void assign_paths(torch::nn::Module& root);
+
+/// The razor module at dotted `path` under `root`. A missing name is a config error listing
+/// the nearest module names.
+Module& find_module(torch::nn::Module& root, const std::string& path);
+
+/// All razor module paths under `root`, in registration order.
+std::vector<std::string> module_paths(torch::nn::Module& root);
+
+}  // namespace razor::nn

@@ -1,0 +1,53 @@
+#pragma once
+// What the runner needs of a model: a torch module with loss, predict and a train step.
+// Architectures (components/) and algorithms (algorithms/) implement it.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/nn/module.h>
+
+#include "engine/data.h"
+#include "engine/registry.h"
+
+namespace razor {
+
+class OptimWrapper;
+
+/// Named losses and logged values, in order. Keys containing "loss" are summed into the
+/// total that is optimised (MMEngine's parse_losses); other keys are only logged.
+using LossMap = std::vector<std::pair<std::string, torch::Tensor>>;
+
+/// Sum of the values whose key contains "loss" (each mean-reduced first).
+torch::Tensor total_loss(const LossMap& losses);
+
+class Model : public torch::nn::Module {
+ public:
+  /// Losses for a training batch.
+  virtual LossMap loss(const Batch& batch) = 0;
+  /// Scores (N x num_classes) for an evaluation batch.
+  virtual torch::Tensor predict(const Batch& batch) = 0;
+  /// Raw network output (no loss, no post-processing).
+  virtual torch::Tensor forward_tensor(const torch::Tensor& inputs) = 0;
+
+  /// One optimisation step: loss, backward, step through the wrapper. Algorithms with
+  /// several forward passes per step (SPOS, AutoSlim, DARTS, QAT) override it.
+  /// Returns the losses (detached) with "loss" (the total) appended.
+  virtual LossMap train_step(const Batch& batch, OptimWrapper& optim);
+};
+
+/// "models": architectures, backbones, necks, heads and algorithms (MMEngine's MODELS).
+Registry<torch::nn::Module>& model_registry();
+
+/// Builds `args` from the model registry and checks it is a `T`.
+template <class T>
+std::shared_ptr<T> build_model_as(Args& args, const BuildContext& context, const char* what) {
+  auto module = model_registry().build(args, context);
+  auto typed = std::dynamic_pointer_cast<T>(module);
+  if (!typed) {
+    args.fail("type", "\"" + args.get<std::string>("type", "") + "\" cannot be used as " + what);
+  }
+  return typed;
+}
+
+}  // namespace razor
