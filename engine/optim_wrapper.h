@@ -2,6 +2,7 @@
 // Owns backward, gradient clipping, gradient accumulation and the optimiser step
 // (MMEngine's OptimWrapper): algorithms call update_params(loss) and nothing else.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,6 +12,7 @@
 #include <torch/optim/optimizer.h>
 
 #include "engine/args.h"
+#include "engine/registry.h"
 
 namespace razor {
 
@@ -69,7 +71,20 @@ class OptimWrapper {
 /// Optimisers: SGD, Adam, AdamW. Frozen parameters (requires_grad false) are left out.
 std::shared_ptr<OptimWrapper> build_optim_wrapper(Args& args, torch::nn::Module& model);
 
-/// Names of the optimisers build_optim_wrapper knows (for `razor list`).
-std::vector<std::string> optimizer_names();
+/// A parsed `optimizer` table: makes the torch optimiser once the parameter groups are known.
+struct OptimizerSpec {
+  double lr = 0.0;
+  double weight_decay = 0.0;
+  /// Options of one group with the given lr and weight decay (other fields from the table).
+  std::function<std::unique_ptr<torch::optim::OptimizerOptions>(double lr, double weight_decay)>
+      make_options;
+  std::function<std::shared_ptr<torch::optim::Optimizer>(
+      std::vector<torch::optim::OptimizerParamGroup>, const torch::optim::OptimizerOptions&)>
+      make_optimizer;
+};
+
+/// "optimizers": SGD, Adam, AdamW.
+Registry<OptimizerSpec>& optimizer_registry();
+void register_optimizers();
 
 }  // namespace razor

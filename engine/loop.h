@@ -1,0 +1,65 @@
+#pragma once
+// Loops own iteration and the counters (MMEngine's loops): a train loop runs epochs or
+// iterations and calls validation; val and test loops run one pass and compute metrics.
+#include <cstdint>
+#include <memory>
+
+#include "engine/hook.h"
+#include "engine/metric.h"
+#include "engine/registry.h"
+
+namespace razor {
+
+class Runner;
+
+class Loop {
+ public:
+  virtual ~Loop() = default;
+};
+
+class TrainLoop : public Loop {
+ public:
+  virtual void run() = 0;
+  /// Completed epochs and iterations (the position a checkpoint records).
+  int64_t epoch() const { return epoch_; }
+  int64_t iter() const { return iter_; }
+  /// Restores the position from a checkpoint.
+  void set_position(int64_t epoch, int64_t iter) {
+    epoch_ = epoch;
+    iter_ = iter;
+  }
+  virtual int64_t max_epochs() const = 0;
+  virtual int64_t max_iters() const = 0;
+  /// Whether checkpoints, logs and schedules count in epochs.
+  virtual bool by_epoch() const = 0;
+
+ protected:
+  explicit TrainLoop(Runner& runner) : runner_(runner) {}
+  /// Runs one train step with its hooks; fails on a NaN or infinite loss.
+  void run_iter(int64_t batch_idx, const Batch& batch);
+  /// Runs validation when it is due after `completed` epochs (or iterations).
+  void maybe_validate(int64_t completed, int64_t total);
+
+  Runner& runner_;
+  int64_t epoch_ = 0;
+  int64_t iter_ = 0;
+  int64_t val_begin_ = 1;
+  int64_t val_interval_ = 1;
+};
+
+/// One pass over a loader with the model in eval mode, computing metrics.
+class EvalLoop : public Loop {
+ public:
+  EvalLoop(Runner& runner, bool is_test) : runner_(runner), is_test_(is_test) {}
+  virtual Metrics run();
+
+ protected:
+  Runner& runner_;
+  bool is_test_;
+};
+
+/// "loops": EpochBasedTrainLoop, IterBasedTrainLoop, ValLoop, TestLoop.
+Registry<Loop>& loop_registry();
+void register_loops();
+
+}  // namespace razor

@@ -1,0 +1,429 @@
+#include "engine/runner.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "engine/checkpoint.h"
+#include "engine/default_hooks.h"
+#include "engine/logging.h"
+#include "engine/strings.h"
+#include "engine/version.h"
+
+namespace razor {
+
+namespace fs = std::filesystem;
+
+std::vector<std::string> runner_keys() {
+  return {"work_dir",         "experiment_name", "seed",           "deterministic",
+          "device",           "num_threads",     "memory_format",  "log_level",
+          "load_from",        "resume",          "model",          "train_dataloader",
+          "val_dataloader",   "test_dataloader", "train_cfg",      "val_cfg",
+          "test_cfg",         "val_evaluator",   "test_evaluator", "optim_wrapper",
+          "param_scheduler",  "default_hooks",   "custom_hooks"};
+}
+
+namespace {
+
+torch::Device parse_device(const std::string& text, const std::string& where) {
+  if (text == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  torch::Device device = torch::kCPU;
+  try {
+    device = torch::Device(text);
+  } catch (const c10::Error&) {
+    throw config_error(where, ": unknown device \"", text, "\" (auto, cpu, cuda, cuda:N)");
+  }
+  if (device.is_cuda()) {
+    RAZOR_CHECK(torch::cuda::is_available(), where, ": device \"", text,
+                "\" asked for, but this razor has no CUDA device available (LibTorch built without CUDA or no GPU)");
+    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+    RAZOR_CHECK(!device.has_index() || device.index() < count, where, ": ", text, " does not exist (",
+                count, " CUDA device(s))");
+    if (!device.has_index()) device = torch::Device(torch::kCUDA, 0);
+  } else {
+    RAZOR_CHECK(device.is_cpu(), where, ": unsupported device \"", text, "\" (auto, cpu, cuda, cuda:N)");
+  }
+  return device;
+}
+
+std::string config_stem(const std::string& file) {
+  return file.empty() ? std::string("razor") : fs::path(file).stem().string();
+}
+
+}  // namespace
+
+Runner::Runner(std::shared_ptr<const Config> config, RunnerOptions options)
+    : config_(std::move(config)), options_(std::move(options)) {
+  register_hooks();
+  register_loops();
+  register_metrics();
+  register_schedulers();
+  register_optimizers();
+  setup_environment();
+}
+
+Runner::~Runner() = default;
+
+Args Runner::root_args() { return Args(config_->tree, "", config_); }
+
+void Runner::setup_environment() {
+  Args root = root_args();
+  // Unknown top-level keys are typos (components check their own tables).
+  const auto known = runner_keys();
+  for (const auto& item : config_->tree.items()) {
+    if (std::find(known.begin(), known.end(), item.key()) == known.end()) {
+      root.fail(item.key(), "unknown top-level key" + did_you_mean(item.key(), known));
+    }
+  }
+  experiment_name_ = root.get("experiment_name", config_stem(config_->file));
+  work_dir_ = options_.work_dir ? *options_.work_dir : root.get("work_dir", "work_dirs/" + config_stem(config_->file));
+  seed_ = options_.seed ? static_cast<uint64_t>(*options_.seed) : root.get<uint64_t>("seed", 0);
+  const std::string device_text = options_.device ? *options_.device : root.get("device", "auto");
+  device_ = parse_device(device_text, options_.device ? "--device" : root.where("device"));
+  const std::string memory_format = root.get("memory_format", "contiguous");
+  RAZOR_CHECK(memory_format == "contiguous" || memory_format == "channels_last", root.where("memory_format"),
+              ": expected \"contiguous\" or \"channels_last\", got \"", memory_format, "\"");
+  channels_last_ = memory_format == "channels_last";
+
+  // Debian's LibTorch starts with one thread; default to every core.
+  const int64_t threads = root.get<int64_t>("num_threads", 0);
+  RAZOR_CHECK(threads >= 0, root.where("num_threads"), ": must be >= 0 (0 = all cores)");
+  torch::set_num_threads(threads > 0 ? static_cast<int>(threads)
+                                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency())));
+  if (root.get<bool>("deterministic", false)) {
+    at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+    at::globalContext().setDeterministicCuDNN(true);
+    at::globalContext().setBenchmarkCuDNN(false);
+  }
+  torch::manual_seed(seed_);
+
+  std::string log_file;
+  if (options_.write_files) {
+    std::error_code ec;
+    fs::create_directories(work_dir_, ec);
+    RAZOR_RUNTIME_CHECK(!ec, "cannot create the work dir ", work_dir_, ": ", ec.message());
+    log_file = (fs::path(work_dir_) / "razor.log").string();
+  }
+  setup_logging(log_file, root.get("log_level", "info"));
+  if (options_.write_files) {
+    write_file_atomically((fs::path(work_dir_) / (config_stem(config_->file) + ".toml")).string(),
+                          to_toml(config_->tree));
+  }
+}
+
+Model& Runner::model() { return *model_ptr(); }
+
+std::shared_ptr<Model> Runner::model_ptr() {
+  if (!model_) {
+    Args root = root_args();
+    Args args = root.sub("model");
+    BuildContext context{this, seed_, 0, 1};
+    torch::manual_seed(seed_);  // the same initial weights whatever was built before
+    model_ = build_model_as<Model>(args, context, "a model (it has no loss/predict)");
+    model_->to(device_);
+    if (channels_last_) {
+      torch::NoGradGuard no_grad;
+      for (auto& p : model_->parameters()) {
+        if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+      }
+    }
+  }
+  return model_;
+}
+
+OptimWrapper& Runner::optim_wrapper() {
+  if (!optim_wrapper_) {
+    Args root = root_args();
+    Args args = root.sub("optim_wrapper");
+    optim_wrapper_ = build_optim_wrapper(args, model());
+  }
+  return *optim_wrapper_;
+}
+
+ParamSchedulerSet& Runner::schedulers() {
+  if (!schedulers_) {
+    Args root = root_args();
+    std::vector<std::shared_ptr<ParamScheduler>> list;
+    TrainLoop& loop = train_loop();
+    const int64_t per_epoch = train_dataloader().size();
+    for (Args& args : root.sub_list("param_scheduler")) {
+      auto scheduler = scheduler_registry().build(args);
+      scheduler->resolve(per_epoch, loop.max_epochs(), loop.max_iters());
+      list.push_back(scheduler);
+    }
+    schedulers_ = std::make_unique<ParamSchedulerSet>(list, optim_wrapper());
+  }
+  return *schedulers_;
+}
+
+std::shared_ptr<DataLoader> Runner::build_dataloader(const std::string& key) {
+  Args root = root_args();
+  RAZOR_CHECK(root.has(key), config_->file, ": the config has no \"", key, "\" table");
+  Args args = root.sub(key);
+  BuildContext context{this, seed_, 0, 1};
+  return dataloader_registry().build(args, context, "DataLoader");
+}
+
+DataLoader& Runner::train_dataloader() {
+  if (!train_loader_) train_loader_ = build_dataloader("train_dataloader");
+  return *train_loader_;
+}
+
+DataLoader& Runner::val_dataloader() {
+  if (!val_loader_) val_loader_ = build_dataloader("val_dataloader");
+  return *val_loader_;
+}
+
+DataLoader& Runner::test_dataloader() {
+  if (!test_loader_) test_loader_ = build_dataloader("test_dataloader");
+  return *test_loader_;
+}
+
+bool Runner::has_val() const { return config_->tree.contains("val_dataloader"); }
+
+std::shared_ptr<Evaluator> Runner::build_evaluator(const std::string& key) {
+  Args root = root_args();
+  std::vector<std::shared_ptr<Metric>> metrics;
+  if (!root.has(key)) {
+    metrics.push_back(std::make_shared<Accuracy>());  // classification default: top-1
+  } else {
+    for (Args& args : root.sub_list(key)) metrics.push_back(metric_registry().build(args));
+  }
+  return std::make_shared<Evaluator>(metrics);
+}
+
+Evaluator& Runner::val_evaluator() {
+  if (!val_evaluator_) val_evaluator_ = build_evaluator("val_evaluator");
+  return *val_evaluator_;
+}
+
+Evaluator& Runner::test_evaluator() {
+  if (!test_evaluator_) {
+    test_evaluator_ = config_->tree.contains("test_evaluator") ? build_evaluator("test_evaluator")
+                                                               : build_evaluator("val_evaluator");
+  }
+  return *test_evaluator_;
+}
+
+TrainLoop& Runner::train_loop() {
+  if (!train_loop_) {
+    Args root = root_args();
+    Args args = root.sub("train_cfg");
+    BuildContext context{this, seed_, 0, 1};
+    auto loop = loop_registry().build(args, context, "EpochBasedTrainLoop");
+    train_loop_ = std::dynamic_pointer_cast<TrainLoop>(loop);
+    if (!train_loop_) args.fail("type", "is not a train loop");
+  }
+  return *train_loop_;
+}
+
+int64_t Runner::epoch() const { return train_loop_ ? train_loop_->epoch() : 0; }
+int64_t Runner::iter() const { return train_loop_ ? train_loop_->iter() : 0; }
+int64_t Runner::max_epochs() { return train_loop().max_epochs(); }
+int64_t Runner::max_iters() { return train_loop().max_iters(); }
+
+Batch Runner::to_device(const Batch& batch) const {
+  Batch out = batch.to(device_, /*non_blocking=*/device_.is_cuda());
+  if (channels_last_ && out.inputs.dim() == 4) {
+    out.inputs = out.inputs.contiguous(at::MemoryFormat::ChannelsLast);
+  }
+  return out;
+}
+
+void Runner::register_hook(std::shared_ptr<Hook> hook) {
+  // Stable by priority: among equals, the order of registration.
+  auto it = std::upper_bound(hooks_.begin(), hooks_.end(), hook,
+                             [](const auto& a, const auto& b) { return a->priority() < b->priority(); });
+  hooks_.insert(it, std::move(hook));
+}
+
+void Runner::build_hooks() {
+  if (hooks_built_) return;
+  hooks_built_ = true;
+  Args root = root_args();
+  const std::vector<std::pair<std::string, std::string>> default_hooks = {
+      {"timer", "IterTimerHook"},
+      {"logger", "LoggerHook"},
+      {"param_scheduler", "ParamSchedulerHook"},
+      {"checkpoint", "CheckpointHook"},
+      {"sampler_seed", "DistSamplerSeedHook"}};
+  Json table = root.has("default_hooks") ? root.raw("default_hooks") : Json::object();
+  Args section(table, "default_hooks", config_);
+  BuildContext context{this, seed_, 0, 1};
+  for (const auto& item : default_hooks) {
+    if (!table.contains(item.first)) {
+      Json empty = {{"type", item.second}};
+      Args args(empty, "default_hooks." + item.first, config_);
+      register_hook(hook_registry().build(args, context));
+      continue;
+    }
+    const Json& value = section.raw(item.first);
+    if (value.is_boolean()) {
+      if (value.get<bool>()) {
+        Json empty = {{"type", item.second}};
+        Args args(empty, "default_hooks." + item.first, config_);
+        register_hook(hook_registry().build(args, context));
+      }
+      continue;
+    }
+    Args args = section.sub(item.first);
+    register_hook(hook_registry().build(args, context, item.second));
+  }
+  // Any further named hook in default_hooks is built by its type.
+  for (const auto& item : table.items()) {
+    const bool is_default = std::any_of(default_hooks.begin(), default_hooks.end(),
+                                        [&](const auto& d) { return d.first == item.key(); });
+    if (is_default) continue;
+    Args args = section.sub(item.key());
+    register_hook(hook_registry().build(args, context));
+  }
+  for (Args& args : root.sub_list("custom_hooks")) register_hook(hook_registry().build(args, context));
+}
+
+void Runner::call_hooks(const std::function<void(Hook&)>& fn) {
+  build_hooks();
+  for (auto& hook : hooks_) fn(*hook);
+}
+
+void Runner::log_scalars(const Json& record) {
+  if (!options_.write_files) return;
+  if (!scalars_file_) {
+    const std::string path = (fs::path(work_dir_) / "scalars.jsonl").string();
+    scalars_file_ = std::make_unique<std::ofstream>(path, std::ios::app);
+    RAZOR_RUNTIME_CHECK(scalars_file_->good(), "cannot open ", path);
+  }
+  *scalars_file_ << record.dump() << '\n';
+  scalars_file_->flush();
+}
+
+std::string Runner::save_checkpoint(const std::string& filename) {
+  const std::string path = (fs::path(work_dir_) / filename).string();
+  CheckpointContents contents;
+  Json hook_states = Json::object();
+  for (auto& hook : hooks_) {
+    Json state = Json::object();
+    hook->before_save_checkpoint(*this, state);
+    if (!state.empty()) hook_states[hook->name()] = state;
+  }
+  contents.meta = {{"format", kCheckpointFormat},
+                   {"razor_version", kVersion},
+                   {"experiment_name", experiment_name_},
+                   {"config", to_toml(config_->tree)},
+                   {"config_file", config_->file},
+                   {"seed", seed_},
+                   {"epoch", epoch()},
+                   {"iter", iter()},
+                   {"scalars", hub_.scalars},
+                   {"runtime_info", hub_.runtime_info},
+                   {"hooks", hook_states}};
+  contents.model = state_dict(model());
+  contents.rng = capture_rng_state();
+  write_checkpoint(path, contents, optim_wrapper_ ? &optim_wrapper_->optimizer() : nullptr);
+  write_file_atomically((fs::path(work_dir_) / "last_checkpoint").string(), path);
+  spdlog::info("Saved checkpoint {}", path);
+  return path;
+}
+
+std::string Runner::resolve_resume_path() const {
+  std::string resume = options_.resume;
+  if (resume.empty() && config_->tree.contains("resume")) {
+    const Json& value = config_->tree.at("resume");
+    if (value.is_boolean() && value.get<bool>()) resume = "auto";
+    if (value.is_string()) resume = value.get<std::string>();
+  }
+  if (resume != "auto") return resume;
+  const fs::path marker = fs::path(work_dir_) / "last_checkpoint";
+  RAZOR_CHECK(fs::exists(marker), "--resume: no checkpoint to resume in ", work_dir_,
+              " (", marker.string(), " does not exist)");
+  std::ifstream in(marker);
+  std::string path;
+  std::getline(in, path);
+  return path;
+}
+
+void Runner::resume_from(const std::string& path) {
+  CheckpointReader reader(path);
+  const auto& contents = reader.contents();
+  load_state_dict(model(), contents.model, /*strict=*/true, path);
+  if (!reader.load_optimizer(optim_wrapper().optimizer())) {
+    spdlog::warn("{} holds no optimizer state; the optimizer starts afresh", path);
+  }
+  const Json& meta = contents.meta;
+  train_loop().set_position(meta.value("epoch", int64_t{0}), meta.value("iter", int64_t{0}));
+  for (const auto& item : meta.value("scalars", Json::object()).items()) {
+    hub_.scalars[item.key()] = item.value().get<double>();
+  }
+  hub_.runtime_info = meta.value("runtime_info", Json::object());
+  build_hooks();
+  const Json hook_states = meta.value("hooks", Json::object());
+  for (auto& hook : hooks_) {
+    if (hook_states.contains(hook->name())) hook->after_load_checkpoint(*this, hook_states[hook->name()]);
+  }
+  restore_rng_state(contents.rng);
+  spdlog::info("Resumed from {} at epoch {}, iteration {}", path, epoch(), iter());
+}
+
+void Runner::load_weights(const std::string& path) {
+  CheckpointReader reader(path);
+  LoadReport report = load_state_dict(model(), reader.contents().model, /*strict=*/false, path);
+  if (!report.missing.empty()) {
+    spdlog::warn("{}: missing keys (left as initialised): {}", path, join(report.missing, ", "));
+  }
+  if (!report.unexpected.empty()) {
+    spdlog::warn("{}: unexpected keys (ignored): {}", path, join(report.unexpected, ", "));
+  }
+  spdlog::info("Loaded weights from {}", path);
+}
+
+void Runner::train() {
+  TrainLoop& loop = train_loop();
+  model();
+  optim_wrapper();
+  train_dataloader();
+  schedulers();
+  build_hooks();
+  const std::string resume = resolve_resume_path();
+  if (!resume.empty()) {
+    resume_from(resume);
+  } else if (config_->tree.contains("load_from")) {
+    Args root = root_args();
+    load_weights(root.require<std::string>("load_from"));
+  }
+  optim_wrapper().initialize_count_status(loop.iter(), loop.max_iters());
+  spdlog::info("razor {}: training {} on {} for {} {}; work dir {}", kVersion, experiment_name_,
+               device_.str(), loop.by_epoch() ? loop.max_epochs() : loop.max_iters(),
+               loop.by_epoch() ? "epochs" : "iterations", work_dir_);
+  call_hooks([&](Hook& h) { h.before_run(*this); });
+  loop.run();
+  call_hooks([&](Hook& h) { h.after_run(*this); });
+}
+
+Metrics Runner::val() {
+  Args root = root_args();
+  BuildContext context{this, seed_, 0, 1};
+  Json fallback = {{"type", "ValLoop"}};
+  Args args = root.has("val_cfg") ? root.sub("val_cfg") : Args(fallback, "val_cfg", config_);
+  auto loop = std::dynamic_pointer_cast<EvalLoop>(loop_registry().build(args, context, "ValLoop"));
+  if (!loop) args.fail("type", "is not a validation loop");
+  return loop->run();
+}
+
+Metrics Runner::test() {
+  Args root = root_args();
+  BuildContext context{this, seed_, 0, 1};
+  Json fallback = {{"type", "TestLoop"}};
+  Args args = root.has("test_cfg") ? root.sub("test_cfg") : Args(fallback, "test_cfg", config_);
+  auto loop = std::dynamic_pointer_cast<EvalLoop>(loop_registry().build(args, context, "TestLoop"));
+  if (!loop) args.fail("type", "is not a test loop");
+  build_hooks();
+  call_hooks([&](Hook& h) { h.before_run(*this); });
+  Metrics metrics = loop->run();
+  call_hooks([&](Hook& h) { h.after_run(*this); });
+  return metrics;
+}
+
+}  // namespace razor
