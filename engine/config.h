@@ -36,13 +36,16 @@ Config parse_config_text(const std::string& text, const std::string& name = "<te
 /// Applies `a.b.c=VALUE` overrides in order. VALUE is read as a TOML value (`3`, `0.1`,
 /// `true`, `"s"`, `[1, 2]`, `{ a = 1 }`); anything that does not parse is a bare string.
 /// Intermediate tables are created; indexing into a non-table is an error naming the key.
+/// A table VALUE merges into an existing table as a config file would (`_delete_ = true`
+/// replaces it). Overridden keys have "--cfg-options" as their origin.
 void apply_overrides(Config& config, const std::vector<std::string>& overrides);
 
 /// Reads one TOML value (the right-hand side of `key = VALUE`) as JSON; bare words that
 /// do not parse as TOML become strings.
 Json parse_toml_value(const std::string& text);
 
-/// Prints a config tree as TOML that `parse_config_text` reads back to the same tree.
+/// Prints a config tree as TOML that `parse_config_text` reads back to the same tree
+/// (exact floats; within each table, plain values come before sub-tables, as TOML requires).
 std::string to_toml(const Json& tree);
 
 }  // namespace razor
