@@ -41,8 +41,18 @@ const Json* Args::find(const std::string& key) {
 
 const Json& Args::raw(const std::string& key) {
   const Json* value = find(key);
-  if (!value) fail(key, "missing required key");
+  if (!value) fail_missing(key);
   return *value;
+}
+
+void Args::fail_missing(const std::string& key) const {
+  std::vector<std::string> present;
+  for (const auto& item : table_->items()) present.push_back(item.key());
+  const std::string typo = nearest(key, present);
+  if (!typo.empty() && typo != key) {
+    fail(key, "missing required key (the table has \"" + typo + "\": a typo? did you mean \"" + key + "\"?)");
+  }
+  fail(key, "missing required key");
 }
 
 Args Args::sub(const std::string& key) {

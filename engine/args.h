@@ -41,7 +41,7 @@ class Args {
   template <class T>
   T require(const std::string& key) {
     auto value = optional<T>(key);
-    if (!value) fail(key, "missing required key");
+    if (!value) fail_missing(key);
     return *value;
   }
 
@@ -69,6 +69,9 @@ class Args {
 
   /// Throws a config error "FILE: PATH.KEY: message".
   [[noreturn]] void fail(const std::string& key, const std::string& message) const;
+
+  /// "missing required key", naming a present key that looks like a typo of it.
+  [[noreturn]] void fail_missing(const std::string& key) const;
 
   /// "FILE: PATH.KEY" for messages built elsewhere.
   std::string where(const std::string& key = "") const;

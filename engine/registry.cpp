@@ -12,6 +12,8 @@ void RegistryIndex::add(const std::string& name,
   registries_[name] = std::move(names);
 }
 
+void RegistryIndex::remove(const std::string& name) { registries_.erase(name); }
+
 std::vector<std::string> RegistryIndex::registry_names() const {
   std::vector<std::string> out;
   for (const auto& item : registries_) out.push_back(item.first);

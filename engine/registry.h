@@ -34,6 +34,7 @@ class RegistryIndex {
  public:
   static RegistryIndex& instance();
   void add(const std::string& name, std::function<std::vector<std::string>()> names);
+  void remove(const std::string& name);
   std::vector<std::string> registry_names() const;
   /// Registered type names of registry `name`; an unknown registry is a config error.
   std::vector<std::string> names_of(const std::string& name) const;
@@ -50,6 +51,9 @@ class Registry {
   explicit Registry(std::string name) : name_(std::move(name)) {
     RegistryIndex::instance().add(name_, [this] { return names(); });
   }
+  ~Registry() { RegistryIndex::instance().remove(name_); }
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
 
   const std::string& name() const { return name_; }
 

@@ -1,0 +1,114 @@
+#include "apps/bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "engine/config.h"
+#include "engine/error.h"
+#include "engine/runner.h"
+
+namespace razor {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2.0;
+}
+
+void synchronize(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+std::shared_ptr<Config> bench_config(const BenchOptions& options, const std::string& file,
+                                     const std::string& work_dir) {
+  const std::string path = (fs::path(options.config_dir) / file).string();
+  auto config = std::make_shared<Config>(load_config(path));
+  apply_overrides(*config, {"device=\"" + options.device + "\"", "work_dir=\"" + work_dir + "\""});
+  return config;
+}
+
+/// Train images per second of the runner's train_step over `timed` iterations after
+/// `warmup`, with batches from the runner's own loader.
+double train_throughput(Runner& runner, int64_t warmup, int64_t timed) {
+  Model& model = runner.model();
+  OptimWrapper& optim = runner.optim_wrapper();
+  DataLoader& loader = runner.train_dataloader();
+  RAZOR_CHECK(loader.size() >= warmup + timed, "bench: the train loader has only ", loader.size(),
+              " batches, fewer than ", warmup + timed);
+  model.train();
+  loader.set_epoch(0);
+  loader.start();
+  auto step = [&] {
+    auto batch = loader.next();
+    RAZOR_ASSERT(batch.has_value());
+    model.train_step(runner.to_device(*batch), optim);
+    return batch->size();
+  };
+  for (int64_t i = 0; i < warmup; ++i) step();
+  synchronize(runner.device());
+  const auto start = std::chrono::steady_clock::now();
+  int64_t images = 0;
+  for (int64_t i = 0; i < timed; ++i) images += step();
+  synchronize(runner.device());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return static_cast<double>(images) / seconds;
+}
+
+Json bench_w1(const BenchOptions& options) {
+  const std::string work_dir = (fs::temp_directory_path() / "razor_bench_w1").string();
+  std::vector<double> values;
+  std::string device;
+  int threads = 0;
+  for (int r = 0; r < options.repeats; ++r) {
+    RunnerOptions runner_options;
+    runner_options.write_files = false;
+    Runner runner(bench_config(options, "w1_train.toml", work_dir), runner_options);
+    values.push_back(train_throughput(runner, 10, 100));
+    device = runner.device().str();
+    threads = torch::get_num_threads();
+  }
+  Json line = {{"workload", "W1"}, {"metric", "train_images_per_s"}, {"value", median(values)},
+               {"device", device}, {"threads", threads}, {"repeats", values}};
+  if (options.full) {
+    RunnerOptions runner_options;
+    runner_options.write_files = false;
+    auto config = bench_config(options, "w1_train.toml", work_dir);
+    apply_overrides(*config, {"train_cfg.max_epochs=1", "default_hooks.checkpoint=false"});
+    Runner runner(config, runner_options);
+    const auto start = std::chrono::steady_clock::now();
+    runner.train();
+    line["epoch_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    line["top1_after_1_epoch"] = runner.test().at("accuracy/top1");
+  }
+  return line;
+}
+
+}  // namespace
+
+int run_bench(const BenchOptions& options) {
+  RAZOR_CHECK(options.repeats >= 1, "--repeats must be >= 1");
+  const std::vector<std::string> known = {"W1"};
+  std::vector<std::string> workloads = options.workloads.empty() ? known : options.workloads;
+  for (const auto& w : workloads) {
+    RAZOR_CHECK(std::find(known.begin(), known.end(), w) != known.end(), "--workloads: unknown workload \"", w,
+                "\" (available: W1)");
+  }
+  spdlog::set_level(spdlog::level::warn);
+  for (const auto& w : workloads) {
+    Json line;
+    if (w == "W1") line = bench_w1(options);
+    std::cout << line.dump() << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace razor

@@ -1,0 +1,18 @@
+#pragma once
+// `razor bench`: the workloads of BENCHMARKS.md, one JSON line each.
+#include <string>
+#include <vector>
+
+namespace razor {
+
+struct BenchOptions {
+  std::vector<std::string> workloads;  // empty = every workload that exists
+  int repeats = 3;
+  std::string device = "cpu";
+  std::string config_dir = "configs/bench";
+  bool full = false;  // also the accuracy figures (full passes over the data)
+};
+
+int run_bench(const BenchOptions& options);
+
+}  // namespace razor

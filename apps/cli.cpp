@@ -1,0 +1,160 @@
+#include "apps/cli.h"
+
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "apps/bench.h"
+#include "apps/register_all.h"
+#include "engine/checkpoint.h"
+#include "engine/config.h"
+#include "engine/error.h"
+#include "engine/registry.h"
+#include "engine/runner.h"
+#include "engine/version.h"
+
+namespace razor {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::shared_ptr<Config> load_with_overrides(const std::string& file, const std::vector<std::string>& overrides) {
+  auto config = std::make_shared<Config>(load_config(file));
+  apply_overrides(*config, overrides);
+  return config;
+}
+
+int command_train(const std::string& file, const std::vector<std::string>& overrides, RunnerOptions options) {
+  auto config = load_with_overrides(file, overrides);
+  Runner runner(config, options);
+  runner.train();
+  std::cout << "Training finished; checkpoints and logs are in " << runner.work_dir() << "\n";
+  return 0;
+}
+
+int command_test(const std::string& file, const std::string& checkpoint,
+                 const std::vector<std::string>& overrides, RunnerOptions options, const std::string& out) {
+  auto config = load_with_overrides(file, overrides);
+  RAZOR_CHECK(fs::exists(checkpoint), "checkpoint not found: ", checkpoint);
+  Runner runner(config, options);
+  runner.load_weights(checkpoint);
+  Metrics metrics = runner.test();
+  Json result = {{"config", file}, {"checkpoint", checkpoint}, {"metrics", metrics}};
+  for (const auto& item : metrics) std::cout << item.first << ": " << item.second << "\n";
+  if (!out.empty()) {
+    write_file_atomically(out, result.dump(2) + "\n");
+    std::cout << "Results written to " << out << "\n";
+  }
+  return 0;
+}
+
+int command_config_print(const std::string& file, const std::vector<std::string>& overrides) {
+  auto config = load_with_overrides(file, overrides);
+  std::cout << to_toml(config->tree);
+  return 0;
+}
+
+int command_list(const std::string& registry) {
+  auto& index = RegistryIndex::instance();
+  const auto names = registry.empty() ? index.registry_names() : std::vector<std::string>{registry};
+  for (const auto& name : names) {
+    std::cout << name << ":\n";
+    for (const auto& type : index.names_of(name)) std::cout << "  " << type << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_cli(const std::vector<std::string>& args) {
+  register_all();
+  CLI::App app{"razor: a model-compression engine (train, test, search, prune, distil, quantise)"};
+  app.set_version_flag("--version", std::string("razor ") + kVersion + " (LibTorch " + TORCH_VERSION + ")");
+  app.require_subcommand(1);
+
+  std::string config_file, checkpoint, out, work_dir, device, registry;
+  std::vector<std::string> overrides;
+  std::string resume;
+  int64_t seed = 0;
+
+  auto* train = app.add_subcommand("train", "Train a model from a config");
+  train->add_option("config", config_file, "Config file (TOML)")->required();
+  train->add_option("--work-dir", work_dir, "Directory for checkpoints and logs (default: work_dirs/<config name>)");
+  auto* resume_option = train->add_option("--resume", resume,
+                                          "Resume from CKPT, or with no value from the latest checkpoint in the work dir")
+                            ->expected(0, 1);
+  train->add_option("--cfg-options", overrides, "Override config keys: a.b.c=VALUE (VALUE as TOML)")
+      ->expected(1, -1);
+  auto* train_device = train->add_option("--device", device, "auto, cpu, cuda or cuda:N (overrides the config)");
+  auto* train_seed = train->add_option("--seed", seed, "Random seed (overrides the config)");
+
+  auto* test = app.add_subcommand("test", "Evaluate a checkpoint on the test set");
+  test->add_option("config", config_file, "Config file (TOML)")->required();
+  test->add_option("checkpoint", checkpoint, "Checkpoint file")->required();
+  test->add_option("--cfg-options", overrides, "Override config keys: a.b.c=VALUE")->expected(1, -1);
+  test->add_option("--out", out, "Write the metrics to this JSON file");
+  test->add_option("--work-dir", work_dir, "Directory for logs");
+  auto* test_device = test->add_option("--device", device, "auto, cpu, cuda or cuda:N");
+
+  auto* config = app.add_subcommand("config", "Inspect configs");
+  config->require_subcommand(1);
+  auto* print = config->add_subcommand("print", "Print the resolved config as TOML");
+  print->add_option("config", config_file, "Config file (TOML)")->required();
+  print->add_option("--cfg-options", overrides, "Override config keys: a.b.c=VALUE")->expected(1, -1);
+
+  auto* list = app.add_subcommand("list", "List registered types (all registries, or one)");
+  list->add_option("registry", registry, "Registry name, e.g. models, datasets, hooks");
+
+  BenchOptions bench_options;
+  auto* bench = app.add_subcommand("bench", "Run benchmark workloads; one JSON line each");
+  bench->add_option("--workloads", bench_options.workloads, "Comma-separated workload ids (W1, ...)")
+      ->delimiter(',');
+  bench->add_option("--repeats", bench_options.repeats, "Repeats per workload (the median is reported)");
+  bench->add_option("--device", bench_options.device, "cpu, cuda, auto");
+  bench->add_option("--configs", bench_options.config_dir, "Directory of the workload configs");
+  bench->add_flag("--full", bench_options.full, "Also measure accuracy (full passes over the data)");
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  RunnerOptions options;
+  if (!work_dir.empty()) options.work_dir = work_dir;
+  if (!device.empty()) options.device = device;
+  try {
+    if (*train) {
+      if (resume_option->count() > 0) options.resume = resume.empty() ? "auto" : resume;
+      if (train_seed->count() > 0) options.seed = seed;
+      (void)train_device;
+      return command_train(config_file, overrides, options);
+    }
+    if (*test) {
+      (void)test_device;
+      return command_test(config_file, checkpoint, overrides, options, out);
+    }
+    if (*print) return command_config_print(config_file, overrides);
+    if (*list) return command_list(registry);
+    if (*bench) return run_bench(bench_options);
+  } catch (const Error& e) {
+    std::cerr << "razor: error: " << e.what() << "\n";
+    return e.kind() == Error::Kind::Config ? 2 : 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "razor: error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "razor: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 2;
+}
+
+}  // namespace razor

@@ -1,0 +1,26 @@
+#include "apps/register_all.h"
+
+#include "engine/default_hooks.h"
+#include "engine/loop.h"
+#include "engine/metric.h"
+#include "engine/optim_wrapper.h"
+#include "engine/param_scheduler.h"
+
+namespace razor {
+
+void register_datasets();
+void register_architectures();
+void register_algorithms();
+
+void register_all() {
+  register_hooks();
+  register_loops();
+  register_metrics();
+  register_optimizers();
+  register_schedulers();
+  register_datasets();
+  register_architectures();
+  register_algorithms();
+}
+
+}  // namespace razor
