@@ -1,2 +1,20 @@
-#include "engine/registry.h"
-namespace razor { void register_algorithms() {} }
+#include "algorithms/base_algorithm.h"
+#include "components/nn/module.h"
+
+namespace razor {
+
+void register_algorithms() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  // `model = { type = "BaseAlgorithm", architecture = { type = "ImageClassifier", ... } }`
+  model_registry().add("BaseAlgorithm", [](Args& args, const BuildContext& context) {
+    Args architecture_args = args.sub("architecture");
+    auto algorithm = std::make_shared<BaseAlgorithm>(
+        build_model_as<Model>(architecture_args, context, "an architecture"));
+    nn::assign_paths(*algorithm);
+    return std::static_pointer_cast<torch::nn::Module>(algorithm);
+  });
+}
+
+}  // namespace razor
