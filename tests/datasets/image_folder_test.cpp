@@ -1,0 +1,66 @@
+#include "datasets/image_folder.h"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <opencv2/imgcodecs.hpp>
+
+#include "datasets/register_datasets.h"
+#include "tests/datasets/temp_dir.h"
+
+using namespace razor::data;
+using razor::Args;
+using razor::Json;
+using razor::test::TempDir;
+
+TEST_CASE("ImageFolder labels class folders in sorted order and decodes RGB", "[datasets]") {
+  TempDir dir;
+  // Classes created out of order; "cat" must be label 0.
+  const std::vector<std::pair<std::string, int>> layout = {{"dog", 2}, {"cat", 3}, {"eel", 1}};
+  for (const auto& [name, count] : layout) {
+    std::filesystem::create_directories(dir / name);
+    for (int i = 0; i < count; ++i) {
+      // BGR on disk: blue = label-ish value, red = index.
+      cv::Mat bgr(6, 5, CV_8UC3, cv::Scalar(10 + i, 20, 30 + name[0]));
+      REQUIRE(cv::imwrite(dir / (name + "/img" + std::to_string(i) + ".png"), bgr));
+    }
+  }
+  std::ofstream(dir / "cat/notes.txt") << "not an image";
+
+  ImageFolder::Options options;
+  options.data_root = dir.path();
+  ImageFolder dataset(options);
+  REQUIRE(dataset.size() == 6);
+  CHECK(dataset.classes() == std::vector<std::string>{"cat", "dog", "eel"});
+  CHECK(dataset.get(0).label == 0);
+  CHECK(dataset.get(2).label == 0);
+  CHECK(dataset.get(3).label == 1);
+  CHECK(dataset.get(5).label == 2);
+  CHECK(dataset.file(1) == dir / "cat/img1.png");
+
+  const Sample sample = dataset.get(1);  // cat/img1.png
+  REQUIRE(sample.image.type() == CV_8UC3);
+  CHECK(sample.image.rows == 6);
+  CHECK(sample.image.cols == 5);
+  const auto pixel = sample.image.at<cv::Vec3b>(2, 3);
+  CHECK(int(pixel[0]) == 30 + 'c');  // red first: converted from OpenCV's BGR
+  CHECK(int(pixel[1]) == 20);
+  CHECK(int(pixel[2]) == 11);
+
+  razor::register_datasets();
+  Json table = {{"type", "ImageFolder"}, {"data_root", dir.path()}, {"color", "grayscale"}};
+  Args args = Args::of(table, "dataset");
+  auto gray = build_dataset(args);
+  CHECK(gray->size() == 6);
+  CHECK(gray->get(0).image.type() == CV_8UC1);
+}
+
+TEST_CASE("ImageFolder reports a missing or empty root", "[datasets]") {
+  TempDir dir;
+  ImageFolder::Options options;
+  options.data_root = dir / "absent";
+  CHECK_THROWS_WITH(ImageFolder(options), Catch::Contains(dir / "absent"));
+  options.data_root = dir.path();
+  std::filesystem::create_directories(dir / "a");
+  CHECK_THROWS_WITH(ImageFolder(options), Catch::Contains("no images"));
+}
