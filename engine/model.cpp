@@ -22,7 +22,10 @@ LossMap Model::train_step(const Batch& batch, OptimWrapper& optim) {
   torch::Tensor total = total_loss(losses);
   optim.update_params(total);
   LossMap logged;
-  for (const auto& item : losses) logged.emplace_back(item.first, item.second.detach().mean());
+  // The total goes under "loss"; a single loss already named "loss" is not listed twice.
+  for (const auto& item : losses) {
+    if (item.first != "loss") logged.emplace_back(item.first, item.second.detach().mean());
+  }
   logged.emplace_back("loss", total.detach());
   return logged;
 }
