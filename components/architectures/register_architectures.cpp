@@ -1,2 +1,179 @@
-#include "engine/registry.h"
-namespace razor { void register_architectures() {} }
+// Registers the architectures, backbones, necks, heads and losses of components/ in the
+// model registry (MMEngine's MODELS), with the config keys of mmcls where they exist.
+#include "components/architectures/register_architectures.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "components/architectures/cls_head.h"
+#include "components/architectures/global_average_pooling.h"
+#include "components/architectures/image_classifier.h"
+#include "components/architectures/mobilenet_v2.h"
+#include "components/architectures/resnet.h"
+#include "components/nn/cross_entropy_loss.h"
+#include "engine/model.h"
+#include "engine/strings.h"
+
+namespace razor {
+
+namespace {
+
+using ModulePtr = std::shared_ptr<torch::nn::Module>;
+
+nn::CrossEntropyLossOptions cross_entropy_options(Args& args) {
+  nn::CrossEntropyLossOptions options;
+  options.label_smooth_val = args.get<double>("label_smooth_val", 0.0);
+  options.loss_weight = args.get<double>("loss_weight", 1.0);
+  options.reduction = args.get("reduction", "mean");
+  if (options.label_smooth_val < 0 || options.label_smooth_val >= 1) {
+    args.fail("label_smooth_val",
+              "must be in [0, 1), got " + std::to_string(options.label_smooth_val));
+  }
+  if (options.reduction != "mean" && options.reduction != "sum" && options.reduction != "none") {
+    args.fail("reduction",
+              "must be \"mean\", \"sum\" or \"none\", got \"" + options.reduction + "\"");
+  }
+  return options;
+}
+
+ModulePtr build_cross_entropy(Args& args, const BuildContext&) {
+  return std::make_shared<nn::CrossEntropyLoss>(cross_entropy_options(args));
+}
+
+// mmcls's LabelSmoothLoss in its default 'original' mode is cross entropy on the
+// smoothed one-hot target.
+ModulePtr build_label_smooth(Args& args, const BuildContext&) {
+  args.require<double>("label_smooth_val");
+  args.get<int64_t>("num_classes", 0);  // known from the logits; accepted for mmcls configs
+  const std::string mode = args.get("mode", "original");
+  if (mode != "original") args.fail("mode", "only \"original\" is supported, got \"" + mode + "\"");
+  return std::make_shared<nn::CrossEntropyLoss>(cross_entropy_options(args));
+}
+
+/// The head's `loss` table, or cross entropy when there is none.
+std::shared_ptr<nn::Module> build_head_loss(Args& args, const BuildContext& context) {
+  if (!args.has("loss")) return std::make_shared<nn::CrossEntropyLoss>();
+  Args loss_args = args.sub("loss");
+  return build_model_as<nn::Module>(loss_args, context, "a loss");
+}
+
+ModulePtr build_linear_cls_head(Args& args, const BuildContext& context) {
+  const auto num_classes = args.require<int64_t>("num_classes");
+  const auto in_channels = args.require<int64_t>("in_channels");
+  if (num_classes <= 0)
+    args.fail("num_classes", "must be positive, got " + std::to_string(num_classes));
+  if (in_channels <= 0)
+    args.fail("in_channels", "must be positive, got " + std::to_string(in_channels));
+  return std::make_shared<LinearClsHead>(num_classes, in_channels, build_head_loss(args, context));
+}
+
+ModulePtr build_cls_head(Args& args, const BuildContext& context) {
+  return std::make_shared<ClsHead>(build_head_loss(args, context));
+}
+
+ModulePtr build_global_average_pooling(Args& args, const BuildContext&) {
+  const auto dim = args.get<int64_t>("dim", 2);
+  if (dim != 2)
+    args.fail("dim", "only 2-D pooling (dim = 2) is supported, got " + std::to_string(dim));
+  return std::make_shared<GlobalAveragePooling>();
+}
+
+int64_t positive(Args& args, const std::string& key, int64_t fallback) {
+  const auto value = args.get<int64_t>(key, fallback);
+  if (value <= 0) args.fail(key, "must be positive, got " + std::to_string(value));
+  return value;
+}
+
+ModulePtr build_resnet_cifar(Args& args, const BuildContext&) {
+  const auto depth = args.require<int64_t>("depth");
+  if (!ResNet::is_cifar_depth(depth)) {
+    args.fail(
+        "depth",
+        "ResNet_CIFAR depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got " +
+            std::to_string(depth));
+  }
+  auto options = ResNetOptions::cifar(depth)
+                     .with_in_channels(positive(args, "in_channels", 3))
+                     .with_base_channels(positive(args, "base_channels", 16))
+                     .with_zero_init_residual(args.get<bool>("zero_init_residual", false));
+  return std::make_shared<ResNet>(options);
+}
+
+ModulePtr build_resnet(Args& args, const BuildContext&) {
+  const auto depth = args.require<int64_t>("depth");
+  const auto depths = ResNet::imagenet_depths();
+  if (std::find(depths.begin(), depths.end(), depth) == depths.end()) {
+    std::vector<std::string> allowed;
+    for (int64_t d : depths) allowed.push_back(std::to_string(d));
+    args.fail("depth", "ResNet depth must be one of " + join(allowed, ", ") + ", got " +
+                           std::to_string(depth) +
+                           " (for CIFAR-style 6n+2 depths use type = \"ResNet_CIFAR\")");
+  }
+  auto options = ResNetOptions::imagenet(depth)
+                     .with_in_channels(positive(args, "in_channels", 3))
+                     .with_stem_channels(positive(args, "stem_channels", 64))
+                     .with_base_channels(positive(args, "base_channels", 64))
+                     .with_zero_init_residual(args.get<bool>("zero_init_residual", false));
+  return std::make_shared<ResNet>(options);
+}
+
+ModulePtr build_mobilenet_v2(Args& args, const BuildContext&) {
+  MobileNetV2Options options;
+  options.widen_factor = args.get<double>("widen_factor", 1.0);
+  if (options.widen_factor <= 0)
+    args.fail("widen_factor", "must be positive, got " + std::to_string(options.widen_factor));
+  options.in_channels = positive(args, "in_channels", 3);
+  options.stem_stride = args.get<int64_t>("stem_stride", 2);
+  if (options.stem_stride != 1 && options.stem_stride != 2) {
+    args.fail("stem_stride", "must be 1 or 2, got " + std::to_string(options.stem_stride));
+  }
+  return std::make_shared<MobileNetV2>(options);
+}
+
+ModulePtr build_image_classifier(Args& args, const BuildContext& context) {
+  Args backbone_args = args.sub("backbone");
+  auto backbone = build_model_as<nn::Module>(backbone_args, context, "a backbone");
+  std::shared_ptr<nn::Module> neck;
+  if (args.has("neck")) {
+    Args neck_args = args.sub("neck");
+    neck = build_model_as<nn::Module>(neck_args, context, "a neck");
+  }
+  Args head_args = args.sub("head");
+  auto head = build_model_as<ClsHead>(head_args, context, "a classification head");
+  // A head of the wrong width would otherwise fail only at the first batch, as a matmul error.
+  auto* typed_backbone = dynamic_cast<Backbone*>(backbone.get());
+  auto* linear_head = dynamic_cast<LinearClsHead*>(head.get());
+  if (typed_backbone && linear_head && dynamic_cast<GlobalAveragePooling*>(neck.get()) &&
+      typed_backbone->out_channels() != linear_head->in_channels()) {
+    args.fail("head.in_channels", "the head takes " + std::to_string(linear_head->in_channels()) +
+                                      " channels but the backbone gives " +
+                                      std::to_string(typed_backbone->out_channels()));
+  }
+  auto model = std::make_shared<ImageClassifier>(backbone, neck, head);
+  nn::assign_paths(*model);
+  return model;
+}
+
+}  // namespace
+
+void register_architectures() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  auto& registry = model_registry();
+  registry.add("ImageClassifier", build_image_classifier);
+  registry.add("ResNet", build_resnet);
+  registry.add("ResNet_CIFAR", build_resnet_cifar);
+  registry.add("MobileNetV2", build_mobilenet_v2);
+  registry.add("GlobalAveragePooling", build_global_average_pooling);
+  registry.add("ClsHead", build_cls_head);
+  registry.add("LinearClsHead", build_linear_cls_head);
+  registry.add("CrossEntropyLoss", build_cross_entropy);
+  registry.add("LabelSmoothLoss", build_label_smooth);
+}
+
+}  // namespace razor

@@ -76,8 +76,10 @@ HookHandle Module::add_forward_hook(PostHook hook) {
 
 size_t Module::num_hooks() const { return hooks_->pre.size() + hooks_->post.size(); }
 
+// Never include_self: that needs shared_from_this, which a module on the stack lacks.
 void assign_paths(torch::nn::Module& root) {
-  for (const auto& item : root.named_modules("", /*include_self=*/true)) {
+  if (auto* module = dynamic_cast<Module*>(&root)) module->set_path("");
+  for (const auto& item : root.named_modules("", /*include_self=*/false)) {
     if (auto* module = dynamic_cast<Module*>(item.value().get())) module->set_path(item.key());
   }
 }
@@ -91,7 +93,11 @@ std::vector<std::string> module_paths(torch::nn::Module& root) {
 }
 
 Module& find_module(torch::nn::Module& root, const std::string& path) {
-  for (const auto& item : root.named_modules("", /*include_self=*/true)) {
+  if (path.empty()) {
+    if (auto* module = dynamic_cast<Module*>(&root)) return *module;
+    throw config_error("the root module is not a razor module and cannot be hooked");
+  }
+  for (const auto& item : root.named_modules("", /*include_self=*/false)) {
     if (item.key() == path) {
       if (auto* module = dynamic_cast<Module*>(item.value().get())) return *module;
       throw config_error("module \"", path, "\" is not a razor module and cannot be hooked");

@@ -1,0 +1,39 @@
+#pragma once
+// mmcls's ImageClassifier: backbone -> [neck] -> head, as a razor Model the runner trains.
+// Children are named "backbone", "neck", "head", so parameters read
+// "backbone.layer1.0.conv1.weight", "head.fc.bias", as in mmcls checkpoints.
+#include <memory>
+
+#include "components/architectures/cls_head.h"
+#include "components/nn/module.h"
+#include "engine/model.h"
+
+namespace razor {
+
+class ImageClassifier : public Model {
+ public:
+  /// `neck` may be null.
+  ImageClassifier(std::shared_ptr<nn::Module> backbone, std::shared_ptr<nn::Module> neck,
+                  std::shared_ptr<ClsHead> head);
+
+  /// backbone, then neck if any.
+  torch::Tensor extract_feat(const torch::Tensor& inputs);
+  /// The head's losses on the batch's targets: {"loss": cross entropy}.
+  LossMap loss(const Batch& batch) override;
+  /// Softmax scores, N x num_classes.
+  torch::Tensor predict(const Batch& batch) override;
+  /// Logits, N x num_classes.
+  torch::Tensor forward_tensor(const torch::Tensor& inputs) override;
+
+  nn::Module& backbone() const { return *backbone_; }
+  /// Null without a neck.
+  nn::Module* neck() const { return neck_.get(); }
+  ClsHead& head() const { return *head_; }
+
+ private:
+  std::shared_ptr<nn::Module> backbone_;
+  std::shared_ptr<nn::Module> neck_;
+  std::shared_ptr<ClsHead> head_;
+};
+
+}  // namespace razor

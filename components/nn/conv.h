@@ -1,0 +1,52 @@
+#pragma once
+// 2-D convolution over razor's module base (hookable by name). Same parameter names as
+// torch.nn.Conv2d ("weight", "bias"), so state dicts match PyTorch's.
+#include <cstdint>
+
+#include "components/nn/module.h"
+
+namespace razor::nn {
+
+struct Conv2dOptions {
+  Conv2dOptions(int64_t in_channels, int64_t out_channels, int64_t kernel_size)
+      : in_channels(in_channels), out_channels(out_channels), kernel_size(kernel_size) {}
+  int64_t in_channels;
+  int64_t out_channels;
+  /// Square kernels only (every architecture we build uses them).
+  int64_t kernel_size;
+  int64_t stride = 1;
+  int64_t padding = 0;
+  int64_t dilation = 1;
+  /// in_channels / groups input channels per output channel (groups = in = out: depthwise).
+  int64_t groups = 1;
+  /// Convs followed by a BatchNorm go without one.
+  bool bias = true;
+
+  // clang-format off
+  Conv2dOptions& with_stride(int64_t v) { stride = v; return *this; }
+  Conv2dOptions& with_padding(int64_t v) { padding = v; return *this; }
+  Conv2dOptions& with_dilation(int64_t v) { dilation = v; return *this; }
+  Conv2dOptions& with_groups(int64_t v) { groups = v; return *this; }
+  Conv2dOptions& with_bias(bool v) { bias = v; return *this; }
+  // clang-format on
+};
+
+/// Weight is initialised Kaiming-normal (fan_out, ReLU gain), as mmcls and torchvision do
+/// for convolutions; bias (if any) is zero.
+class Conv2d : public Module {
+ public:
+  explicit Conv2d(const Conv2dOptions& options);
+  const Conv2dOptions& options() const { return options_; }
+  void pretty_print(std::ostream& stream) const override;
+
+  torch::Tensor weight;  // out x in/groups x k x k
+  torch::Tensor bias;    // undefined without bias
+
+ protected:
+  torch::Tensor forward(const torch::Tensor& input) override;
+
+ private:
+  Conv2dOptions options_;
+};
+
+}  // namespace razor::nn

@@ -1,0 +1,15 @@
+#pragma once
+// The do-nothing op: a named place in the graph (NAS skip candidates, removed blocks).
+#include "components/nn/module.h"
+
+namespace razor::nn {
+
+class Identity : public Module {
+ public:
+  Identity() : Module("Identity") {}
+
+ protected:
+  torch::Tensor forward(const torch::Tensor& input) override { return input; }
+};
+
+}  // namespace razor::nn

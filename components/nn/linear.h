@@ -1,0 +1,28 @@
+#pragma once
+// Fully connected layer over razor's module base ("weight" out x in, "bias"), as
+// torch.nn.Linear, so state dicts match PyTorch's.
+#include <cstdint>
+
+#include "components/nn/module.h"
+
+namespace razor::nn {
+
+/// Initialised as PyTorch does: weight and bias uniform in +-1/sqrt(in_features).
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias = true);
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+  void pretty_print(std::ostream& stream) const override;
+
+  torch::Tensor weight;  // out x in
+  torch::Tensor bias;    // undefined without bias
+
+ protected:
+  torch::Tensor forward(const torch::Tensor& input) override;
+
+ private:
+  int64_t in_features_, out_features_;
+};
+
+}  // namespace razor::nn

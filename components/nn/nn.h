@@ -1,0 +1,15 @@
+#pragma once
+// Umbrella header: every razor op module.
+#include "components/nn/activation.h"
+#include "components/nn/batch_norm.h"
+#include "components/nn/conv.h"
+#include "components/nn/conv_module.h"
+#include "components/nn/cross_entropy_loss.h"
+#include "components/nn/dropout.h"
+#include "components/nn/flatten.h"
+#include "components/nn/identity.h"
+#include "components/nn/linear.h"
+#include "components/nn/module.h"
+#include "components/nn/multi_input.h"
+#include "components/nn/pooling.h"
+#include "components/nn/sequential.h"
