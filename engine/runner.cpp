@@ -354,7 +354,8 @@ void Runner::resume_from(const std::string& path) {
   }
   const Json& meta = contents.meta;
   train_loop().set_position(meta.value("epoch", int64_t{0}), meta.value("iter", int64_t{0}));
-  for (const auto& item : meta.value("scalars", Json::object()).items()) {
+  const Json scalars = meta.value("scalars", Json::object());
+  for (const auto& item : scalars.items()) {
     hub_.scalars[item.key()] = item.value().get<double>();
   }
   hub_.runtime_info = meta.value("runtime_info", Json::object());
