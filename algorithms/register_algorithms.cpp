@@ -1,4 +1,5 @@
 #include "algorithms/base_algorithm.h"
+#include "algorithms/distill/single_teacher_distill.h"
 #include "components/nn/module.h"
 
 namespace razor {
@@ -7,6 +8,7 @@ void register_algorithms() {
   static bool done = false;
   if (done) return;
   done = true;
+  register_distill_algorithms();
   // `model = { type = "BaseAlgorithm", architecture = { type = "ImageClassifier", ... } }`
   model_registry().add("BaseAlgorithm", [](Args& args, const BuildContext& context) {
     Args architecture_args = args.sub("architecture");

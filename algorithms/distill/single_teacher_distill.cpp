@@ -1,0 +1,148 @@
+#include "algorithms/distill/single_teacher_distill.h"
+
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "components/nn/module.h"
+#include "engine/checkpoint.h"
+#include "engine/config.h"
+#include "engine/hook.h"
+#include "engine/runner.h"
+
+namespace razor {
+
+namespace fs = std::filesystem;
+
+SingleTeacherDistill::SingleTeacherDistill(std::shared_ptr<Model> student, std::shared_ptr<Model> teacher,
+                                           std::shared_ptr<ConfigurableDistiller> distiller,
+                                           SingleTeacherDistillOptions options)
+    : BaseAlgorithm(std::move(student)), options_(options) {
+  teacher_ = register_module("teacher", std::move(teacher));
+  distiller_ = register_module("distiller", std::move(distiller));
+  if (!options_.teacher_trainable) {
+    for (auto& p : teacher_->parameters()) p.set_requires_grad(false);
+  }
+  if (!options_.student_trainable) {
+    for (auto& p : architecture_->parameters()) p.set_requires_grad(false);
+  }
+  distiller_->prepare(*architecture_, teacher_.get());
+}
+
+void SingleTeacherDistill::train(bool on) {
+  Model::train(on);
+  if (on && options_.teacher_norm_eval) teacher_->eval();
+}
+
+LossMap SingleTeacherDistill::loss(const Batch& batch) {
+  {
+    RecordingScope recording(distiller_->teacher_recorders());
+    if (options_.teacher_trainable) {
+      teacher_->loss(batch);
+    } else {
+      torch::NoGradGuard no_grad;
+      teacher_->loss(batch);
+    }
+  }
+  LossMap losses;
+  {
+    RecordingScope recording(distiller_->student_recorders());
+    LossMap student = architecture_->loss(batch);
+    if (options_.calculate_student_loss) {
+      for (auto& item : student) losses.emplace_back("student." + item.first, item.second);
+    }
+  }
+  if (!distillation_stopped_) {
+    for (auto& item : distiller_->compute_distill_losses()) losses.emplace_back("distill." + item.first, item.second);
+  }
+  RAZOR_CHECK(!losses.empty(), "SingleTeacherDistill: no loss to train with (calculate_student_loss = false and "
+                               "distillation stopped)");
+  return losses;
+}
+
+namespace {
+
+std::shared_ptr<Model> build_teacher(Args& args, const BuildContext& context) {
+  const bool has_table = args.has("teacher");
+  const bool has_file = args.has("teacher_cfg");
+  if (has_table == has_file) {
+    args.fail(has_table ? "teacher_cfg" : "teacher", "give the teacher as a table (teacher) or a razor config file (teacher_cfg), exactly one");
+  }
+  std::shared_ptr<Model> teacher;
+  if (has_table) {
+    Args teacher_args = args.sub("teacher");
+    teacher = build_model_as<Model>(teacher_args, context, "a teacher model");
+  } else {
+    const std::string file = args.require<std::string>("teacher_cfg");
+    auto config = std::make_shared<Config>(load_config(file));
+    RAZOR_CHECK(config->tree.contains("model"), args.where("teacher_cfg"), ": ", file, " has no [model] table");
+    Args teacher_args(config->tree.at("model"), "model", config);
+    teacher = build_model_as<Model>(teacher_args, context, "a teacher model");
+  }
+  nn::assign_paths(*teacher);
+  if (args.has("teacher_ckpt")) {
+    const std::string path = args.require<std::string>("teacher_ckpt");
+    RAZOR_CHECK(fs::exists(path), args.where("teacher_ckpt"), ": checkpoint not found: ", path);
+    CheckpointReader reader(path);
+    try {
+      load_state_dict(*teacher, reader.contents().model, /*strict=*/true, path);
+    } catch (const Error& e) {
+      throw e.with_context(args.where("teacher_ckpt") + ": the teacher checkpoint does not fit the teacher");
+    }
+    spdlog::info("Loaded the teacher from {}", path);
+  } else {
+    spdlog::warn("{}: no teacher_ckpt: the teacher keeps its random initial weights", args.where());
+  }
+  return teacher;
+}
+
+/// Stops distillation at `stop_epoch` (MMRazor's StopDistillHook).
+class StopDistillHook : public Hook {
+ public:
+  explicit StopDistillHook(int64_t stop_epoch) : stop_epoch_(stop_epoch) { set_priority(kLow); }
+  std::string name() const override { return "StopDistillHook"; }
+  void before_train_epoch(Runner& runner) override {
+    auto* algorithm = dynamic_cast<SingleTeacherDistill*>(&runner.model());
+    RAZOR_CHECK(algorithm, "StopDistillHook needs a distillation model (SingleTeacherDistill)");
+    if (runner.epoch() >= stop_epoch_ && !algorithm->distillation_stopped()) {
+      algorithm->set_distillation_stopped(true);
+      spdlog::info("Distillation stopped at epoch {}", runner.epoch());
+    }
+  }
+
+ private:
+  int64_t stop_epoch_;
+};
+
+}  // namespace
+
+void register_distill_algorithms() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  register_distillers();
+  model_registry().add("SingleTeacherDistill", [](Args& args, const BuildContext& context) {
+    Args student_args = args.sub("architecture");
+    auto student = build_model_as<Model>(student_args, context, "a student architecture");
+    nn::assign_paths(*student);
+    auto teacher = build_teacher(args, context);
+    SingleTeacherDistillOptions options;
+    options.teacher_trainable = args.get<bool>("teacher_trainable", false);
+    options.teacher_norm_eval = args.get<bool>("teacher_norm_eval", true);
+    options.student_trainable = args.get<bool>("student_trainable", true);
+    options.calculate_student_loss = args.get<bool>("calculate_student_loss", true);
+    Args distiller_args = args.sub("distiller");
+    auto distiller = distiller_registry().build(distiller_args, context, "ConfigurableDistiller");
+    return std::static_pointer_cast<torch::nn::Module>(
+        std::make_shared<SingleTeacherDistill>(student, teacher, distiller, options));
+  });
+  hook_registry().add("StopDistillHook", [](Args& args, const BuildContext&) {
+    const int64_t stop_epoch = args.require<int64_t>("stop_epoch");
+    auto hook = std::make_shared<StopDistillHook>(stop_epoch);
+    hook->set_priority(parse_priority(args, "priority", kLow));
+    return hook;
+  });
+}
+
+}  // namespace razor
