@@ -74,7 +74,14 @@ std::shared_ptr<Model> build_teacher(Args& args, const BuildContext& context) {
     Args teacher_args = args.sub("teacher");
     teacher = build_model_as<Model>(teacher_args, context, "a teacher model");
   } else {
-    const std::string file = args.require<std::string>("teacher_cfg");
+    std::string file = args.require<std::string>("teacher_cfg");
+    // A relative path is taken from the working directory, else from the config file that
+    // set it (configs name their teachers relative to themselves).
+    if (fs::path(file).is_relative() && !fs::exists(file) && args.config()) {
+      const fs::path from = fs::path(args.config()->origin_of(args.path().empty() ? "teacher_cfg" : args.path() + ".teacher_cfg")).parent_path() / file;
+      if (fs::exists(from)) file = from.string();
+    }
+    RAZOR_CHECK(fs::exists(file), args.where("teacher_cfg"), ": config file not found: ", file);
     auto config = std::make_shared<Config>(load_config(file));
     RAZOR_CHECK(config->tree.contains("model"), args.where("teacher_cfg"), ": ", file, " has no [model] table");
     Args teacher_args(config->tree.at("model"), "model", config);
