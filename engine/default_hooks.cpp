@@ -97,7 +97,9 @@ void LoggerHook::after_train_iter(Runner& runner, int64_t batch_idx, const Batch
       fmt::format("{}  lr: {:.4e}  eta: {}  time: {:.4f}  data_time: {:.4f}{}", position,
                   scalars["lr"], format_duration(scalars["eta"]), scalars["time"],
                   scalars["data_time"], loss_fields(runner, outputs));
-  const bool due = runner.iter() % interval_ == 0 || batch_idx + 1 == per_epoch;
+  // By epoch, count within the epoch (as MMEngine does); by iteration, globally.
+  const int64_t count = by_epoch ? batch_idx + 1 : runner.iter();
+  const bool due = count % interval_ == 0 || (by_epoch && batch_idx + 1 == per_epoch);
   if (stdout_is_terminal()) {
     print_progress(text);
   } else if (due) {
