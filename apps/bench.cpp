@@ -11,6 +11,7 @@
 #include "engine/config.h"
 #include "engine/error.h"
 #include "engine/runner.h"
+#include "engine/strings.h"
 
 namespace razor {
 
@@ -63,21 +64,27 @@ double train_throughput(Runner& runner, int64_t warmup, int64_t timed) {
   return static_cast<double>(images) / seconds;
 }
 
-Json bench_w1(const BenchOptions& options) {
-  const std::string work_dir = (fs::temp_directory_path() / "razor_bench_w1").string();
+/// The median train throughput over repeats, as a JSON line for `workload`.
+Json throughput_line(const BenchOptions& options, const std::string& workload, const std::string& file) {
+  const std::string work_dir = (fs::temp_directory_path() / ("razor_bench_" + workload)).string();
   std::vector<double> values;
   std::string device;
   int threads = 0;
   for (int r = 0; r < options.repeats; ++r) {
     RunnerOptions runner_options;
     runner_options.write_files = false;
-    Runner runner(bench_config(options, "w1_train.toml", work_dir), runner_options);
+    Runner runner(bench_config(options, file, work_dir), runner_options);
     values.push_back(train_throughput(runner, 10, 100));
     device = runner.device().str();
     threads = torch::get_num_threads();
   }
-  Json line = {{"workload", "W1"}, {"metric", "train_images_per_s"}, {"value", median(values)},
-               {"device", device}, {"threads", threads}, {"repeats", values}};
+  return {{"workload", workload}, {"metric", "train_images_per_s"}, {"value", median(values)},
+          {"device", device}, {"threads", threads}, {"repeats", values}};
+}
+
+Json bench_w1(const BenchOptions& options) {
+  const std::string work_dir = (fs::temp_directory_path() / "razor_bench_W1").string();
+  Json line = throughput_line(options, "W1", "w1_train.toml");
   if (options.full) {
     RunnerOptions runner_options;
     runner_options.write_files = false;
@@ -96,16 +103,17 @@ Json bench_w1(const BenchOptions& options) {
 
 int run_bench(const BenchOptions& options) {
   RAZOR_CHECK(options.repeats >= 1, "--repeats must be >= 1");
-  const std::vector<std::string> known = {"W1"};
+  const std::vector<std::string> known = {"W1", "W2"};
   std::vector<std::string> workloads = options.workloads.empty() ? known : options.workloads;
   for (const auto& w : workloads) {
     RAZOR_CHECK(std::find(known.begin(), known.end(), w) != known.end(), "--workloads: unknown workload \"", w,
-                "\" (available: W1)");
+                "\" (available: ", join(known, ", "), ")");
   }
   spdlog::set_level(spdlog::level::warn);
   for (const auto& w : workloads) {
     Json line;
     if (w == "W1") line = bench_w1(options);
+    if (w == "W2") line = throughput_line(options, "W2", "w2_kd.toml");
     std::cout << line.dump() << std::endl;
   }
   return 0;
