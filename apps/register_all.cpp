@@ -11,6 +11,7 @@ namespace razor {
 void register_datasets();
 void register_architectures();
 void register_algorithms();
+void register_distill_losses();
 
 void register_all() {
   register_hooks();
@@ -20,6 +21,7 @@ void register_all() {
   register_schedulers();
   register_datasets();
   register_architectures();
+  register_distill_losses();
   register_algorithms();
 }
 

@@ -1,0 +1,20 @@
+#pragma once
+// Every distillation loss (section 3 of MMRAZOR_SEMANTICS.md), registered by MMRazor's type
+// name in distill_loss_registry() by register_distill_losses().
+#include "components/distill/losses/ab_loss.h"
+#include "components/distill/losses/at_loss.h"
+#include "components/distill/losses/crd_loss.h"
+#include "components/distill/losses/cross_entropy.h"
+#include "components/distill/losses/cwd.h"
+#include "components/distill/losses/datafree_losses.h"
+#include "components/distill/losses/dist_loss.h"
+#include "components/distill/losses/dkd.h"
+#include "components/distill/losses/ft_loss.h"
+#include "components/distill/losses/kd_soft_ce.h"
+#include "components/distill/losses/kl_divergence.h"
+#include "components/distill/losses/l1_l2_loss.h"
+#include "components/distill/losses/mgd_loss.h"
+#include "components/distill/losses/ofd_loss.h"
+#include "components/distill/losses/pkd_loss.h"
+#include "components/distill/losses/relational_kd.h"
+#include "components/distill/losses/wsld.h"
