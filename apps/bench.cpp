@@ -73,6 +73,7 @@ Json throughput_line(const BenchOptions& options, const std::string& workload, c
   for (int r = 0; r < options.repeats; ++r) {
     RunnerOptions runner_options;
     runner_options.write_files = false;
+    runner_options.log_level = "error";
     Runner runner(bench_config(options, file, work_dir), runner_options);
     values.push_back(train_throughput(runner, 10, 100));
     device = runner.device().str();
@@ -88,6 +89,7 @@ Json bench_w1(const BenchOptions& options) {
   if (options.full) {
     RunnerOptions runner_options;
     runner_options.write_files = false;
+    runner_options.log_level = "error";
     auto config = bench_config(options, "w1_train.toml", work_dir);
     apply_overrides(*config, {"train_cfg.max_epochs=1", "default_hooks.checkpoint=false"});
     Runner runner(config, runner_options);

@@ -114,7 +114,8 @@ void Runner::setup_environment() {
     RAZOR_RUNTIME_CHECK(!ec, "cannot create the work dir ", work_dir_, ": ", ec.message());
     log_file = (fs::path(work_dir_) / "razor.log").string();
   }
-  setup_logging(log_file, root.get("log_level", "info"));
+  const std::string log_level = root.get("log_level", "info");
+  setup_logging(log_file, options_.log_level ? *options_.log_level : log_level);
   if (options_.write_files) {
     write_file_atomically((fs::path(work_dir_) / (config_stem(config_->file) + ".toml")).string(),
                           to_toml(config_->tree));

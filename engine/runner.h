@@ -35,6 +35,8 @@ struct RunnerOptions {
   std::string resume;
   /// Whether this process writes files and logs (rank 0).
   bool write_files = true;
+  /// Overrides the config's log_level (the benchmarks keep stdout for their JSON lines).
+  std::optional<std::string> log_level;
 };
 
 /// The latest logged values and run-wide information (MMEngine's MessageHub).
