@@ -1,5 +1,7 @@
 #include "apps/register_all.h"
 
+#include "components/distill/recorder.h"
+
 #include "engine/default_hooks.h"
 #include "engine/loop.h"
 #include "engine/metric.h"
@@ -22,6 +24,7 @@ void register_all() {
   register_datasets();
   register_architectures();
   register_distill_losses();
+  register_recorders();
   register_algorithms();
 }
 

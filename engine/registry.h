@@ -88,9 +88,14 @@ class Registry {
     try {
       object = it->second(args, context);
     } catch (const Error& e) {
-      const std::string prefix = "building " + args.where() + " (" + type + ")";
-      if (std::string(e.what()).rfind("building ", 0) == 0) throw;  // innermost context wins
-      throw e.with_context(prefix);
+      // Errors that already name a key inside this table, or come wrapped by an inner build,
+      // say where they are; only bare ones get "building PATH (TYPE)" in front.
+      const std::string message = e.what();
+      if (message.rfind("building ", 0) == 0 ||
+          (!args.path().empty() && message.find(args.path() + ".") != std::string::npos)) {
+        throw;
+      }
+      throw e.with_context("building " + args.where() + " (" + type + ")");
     }
     args.finish();
     return object;
