@@ -262,23 +262,17 @@ void Runner::build_hooks() {
   Args section(table, "default_hooks", config_);
   BuildContext context{this, seed_, 0, 1};
   for (const auto& item : default_hooks) {
-    if (!table.contains(item.first)) {
-      Json empty = {{"type", item.second}};
-      Args args(empty, "default_hooks." + item.first, config_);
-      register_hook(hook_registry().build(args, context));
+    // Absent or `true`: the hook with its defaults; `false`: none; a table: configured.
+    const Json* value = table.contains(item.first) ? &section.raw(item.first) : nullptr;
+    if (value && value->is_boolean() && !value->get<bool>()) continue;
+    if (value && !value->is_boolean()) {
+      Args args = section.sub(item.first);
+      register_hook(hook_registry().build(args, context, item.second));
       continue;
     }
-    const Json& value = section.raw(item.first);
-    if (value.is_boolean()) {
-      if (value.get<bool>()) {
-        Json empty = {{"type", item.second}};
-        Args args(empty, "default_hooks." + item.first, config_);
-        register_hook(hook_registry().build(args, context));
-      }
-      continue;
-    }
-    Args args = section.sub(item.first);
-    register_hook(hook_registry().build(args, context, item.second));
+    Json defaults = {{"type", item.second}};
+    Args args(defaults, "default_hooks." + item.first, config_);
+    register_hook(hook_registry().build(args, context));
   }
   // Any further named hook in default_hooks is built by its type.
   for (const auto& item : table.items()) {
@@ -410,23 +404,20 @@ void Runner::train() {
   call_hooks([&](Hook& h) { h.after_run(*this); });
 }
 
-Metrics Runner::val() {
+std::shared_ptr<EvalLoop> Runner::build_eval_loop(const std::string& key, const std::string& default_type) {
   Args root = root_args();
   BuildContext context{this, seed_, 0, 1};
-  Json fallback = {{"type", "ValLoop"}};
-  Args args = root.has("val_cfg") ? root.sub("val_cfg") : Args(fallback, "val_cfg", config_);
-  auto loop = std::dynamic_pointer_cast<EvalLoop>(loop_registry().build(args, context, "ValLoop"));
-  if (!loop) args.fail("type", "is not a validation loop");
-  return loop->run();
+  Json fallback = {{"type", default_type}};
+  Args args = root.has(key) ? root.sub(key) : Args(fallback, key, config_);
+  auto loop = std::dynamic_pointer_cast<EvalLoop>(loop_registry().build(args, context, default_type));
+  if (!loop) args.fail("type", "is not an evaluation loop (ValLoop or TestLoop)");
+  return loop;
 }
 
+Metrics Runner::val() { return build_eval_loop("val_cfg", "ValLoop")->run(); }
+
 Metrics Runner::test() {
-  Args root = root_args();
-  BuildContext context{this, seed_, 0, 1};
-  Json fallback = {{"type", "TestLoop"}};
-  Args args = root.has("test_cfg") ? root.sub("test_cfg") : Args(fallback, "test_cfg", config_);
-  auto loop = std::dynamic_pointer_cast<EvalLoop>(loop_registry().build(args, context, "TestLoop"));
-  if (!loop) args.fail("type", "is not a test loop");
+  auto loop = build_eval_loop("test_cfg", "TestLoop");
   build_hooks();
   call_hooks([&](Hook& h) { h.before_run(*this); });
   Metrics metrics = loop->run();

@@ -109,6 +109,7 @@ class Runner {
   Args root_args();
   std::shared_ptr<DataLoader> build_dataloader(const std::string& key);
   std::shared_ptr<Evaluator> build_evaluator(const std::string& key);
+  std::shared_ptr<EvalLoop> build_eval_loop(const std::string& key, const std::string& default_type);
   void build_hooks();
   void setup_environment();
   std::string resolve_resume_path() const;
