@@ -3,12 +3,14 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <set>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "apps/bench.h"
+#include "apps/export.h"
 #include "apps/register_all.h"
 #include "engine/checkpoint.h"
 #include "engine/config.h"
@@ -37,11 +39,41 @@ int command_train(const std::string& file, const std::vector<std::string>& overr
   return 0;
 }
 
+/// Testing with weights that do not belong to the model would report a random model's
+/// accuracy: every weight of the model must be in the checkpoint.
+void check_checkpoint_fits(torch::nn::Module& model, const std::string& checkpoint) {
+  CheckpointReader reader(checkpoint);
+  std::set<std::string> saved;
+  for (const auto& item : reader.contents().model) saved.insert(item.first);
+  std::vector<std::string> missing;
+  for (const auto& item : state_dict(model)) {
+    if (!saved.count(item.first)) missing.push_back(item.first);
+  }
+  if (missing.empty()) return;
+  const bool algorithm_checkpoint = std::any_of(saved.begin(), saved.end(), [](const std::string& key) {
+    return key.rfind("architecture.", 0) == 0;
+  });
+  throw config_error(checkpoint, " does not hold ", missing.size(), " of the model's weights (first: ", missing.front(),
+                     ")",
+                     algorithm_checkpoint ? ". It is an algorithm's checkpoint: test it with the algorithm's config, "
+                                            "or turn it into a plain one with `razor export CONFIG CHECKPOINT --out FILE`"
+                                          : "");
+}
+
+int command_export(const std::string& file, const std::string& checkpoint, const std::vector<std::string>& overrides,
+                   const std::string& out) {
+  auto config = load_with_overrides(file, overrides);
+  ExportReport report = export_architecture(*config, checkpoint, out);
+  std::cout << "Exported " << report.tensors << " tensors of the architecture to " << report.out << "\n";
+  return 0;
+}
+
 int command_test(const std::string& file, const std::string& checkpoint,
                  const std::vector<std::string>& overrides, RunnerOptions options, const std::string& out) {
   auto config = load_with_overrides(file, overrides);
   RAZOR_CHECK(fs::exists(checkpoint), "checkpoint not found: ", checkpoint);
   Runner runner(config, options);
+  check_checkpoint_fits(runner.model(), checkpoint);
   runner.load_weights(checkpoint);
   Metrics metrics = runner.test();
   Json result = {{"config", file}, {"checkpoint", checkpoint}, {"metrics", metrics}};
@@ -101,6 +133,12 @@ int run_cli(const std::vector<std::string>& args) {
   test->add_option("--work-dir", work_dir, "Directory for logs");
   auto* test_device = test->add_option("--device", device, "auto, cpu, cuda or cuda:N");
 
+  auto* export_command = app.add_subcommand("export", "Write an algorithm's architecture (e.g. a distilled student) as a plain checkpoint");
+  export_command->add_option("config", config_file, "The config the checkpoint was trained with")->required();
+  export_command->add_option("checkpoint", checkpoint, "The algorithm's checkpoint")->required();
+  export_command->add_option("--out", out, "The plain checkpoint to write")->required();
+  export_command->add_option("--cfg-options", overrides, "Override config keys: a.b.c=VALUE")->expected(1, -1);
+
   auto* config = app.add_subcommand("config", "Inspect configs");
   config->require_subcommand(1);
   auto* print = config->add_subcommand("print", "Print the resolved config as TOML");
@@ -141,6 +179,7 @@ int run_cli(const std::vector<std::string>& args) {
       (void)test_device;
       return command_test(config_file, checkpoint, overrides, options, out);
     }
+    if (*export_command) return command_export(config_file, checkpoint, overrides, out);
     if (*print) return command_config_print(config_file, overrides);
     if (*list) return command_list(registry);
     if (*bench) return run_bench(bench_options);

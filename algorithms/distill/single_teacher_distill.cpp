@@ -37,6 +37,8 @@ void SingleTeacherDistill::train(bool on) {
 
 LossMap SingleTeacherDistill::loss(const Batch& batch) {
   {
+    // The teacher's random draws (batch augments) are kept, then replayed for the student.
+    DeliveryScope delivering(distiller_->deliveries(), /*override_data=*/false);
     RecordingScope recording(distiller_->teacher_recorders());
     if (options_.teacher_trainable) {
       teacher_->loss(batch);
@@ -47,6 +49,7 @@ LossMap SingleTeacherDistill::loss(const Batch& batch) {
   }
   LossMap losses;
   {
+    DeliveryScope delivering(distiller_->deliveries(), /*override_data=*/true);
     RecordingScope recording(distiller_->student_recorders());
     LossMap student = architecture_->loss(batch);
     if (options_.calculate_student_loss) {
@@ -104,6 +107,22 @@ std::shared_ptr<Model> build_teacher(Args& args, const BuildContext& context) {
   return teacher;
 }
 
+std::shared_ptr<SingleTeacherDistill> build_single_teacher_distill(Args& args, const BuildContext& context,
+                                                                  const char* default_distiller) {
+  Args student_args = args.sub("architecture");
+  auto student = build_model_as<Model>(student_args, context, "a student architecture");
+  nn::assign_paths(*student);
+  auto teacher = build_teacher(args, context);
+  SingleTeacherDistillOptions options;
+  options.teacher_trainable = args.get<bool>("teacher_trainable", false);
+  options.teacher_norm_eval = args.get<bool>("teacher_norm_eval", true);
+  options.student_trainable = args.get<bool>("student_trainable", true);
+  options.calculate_student_loss = args.get<bool>("calculate_student_loss", true);
+  Args distiller_args = args.sub("distiller");
+  auto distiller = distiller_registry().build(distiller_args, context, default_distiller);
+  return std::make_shared<SingleTeacherDistill>(student, teacher, distiller, options);
+}
+
 /// Stops distillation at `stop_epoch` (MMRazor's StopDistillHook).
 class StopDistillHook : public Hook {
  public:
@@ -130,19 +149,16 @@ void register_distill_algorithms() {
   done = true;
   register_distillers();
   model_registry().add("SingleTeacherDistill", [](Args& args, const BuildContext& context) {
-    Args student_args = args.sub("architecture");
-    auto student = build_model_as<Model>(student_args, context, "a student architecture");
-    nn::assign_paths(*student);
-    auto teacher = build_teacher(args, context);
-    SingleTeacherDistillOptions options;
-    options.teacher_trainable = args.get<bool>("teacher_trainable", false);
-    options.teacher_norm_eval = args.get<bool>("teacher_norm_eval", true);
-    options.student_trainable = args.get<bool>("student_trainable", true);
-    options.calculate_student_loss = args.get<bool>("calculate_student_loss", true);
-    Args distiller_args = args.sub("distiller");
-    auto distiller = distiller_registry().build(distiller_args, context, "ConfigurableDistiller");
-    return std::static_pointer_cast<torch::nn::Module>(
-        std::make_shared<SingleTeacherDistill>(student, teacher, distiller, options));
+    return std::static_pointer_cast<torch::nn::Module>(build_single_teacher_distill(args, context, "ConfigurableDistiller"));
+  });
+  // MMRazor's OverhaulFeatureDistillation is SingleTeacherDistill with an OFDDistiller whose
+  // teacher connectors take their margins from the (loaded) teacher's BatchNorm statistics.
+  model_registry().add("OverhaulFeatureDistillation", [](Args& args, const BuildContext& context) {
+    auto algorithm = build_single_teacher_distill(args, context, "OFDDistiller");
+    auto* distiller = dynamic_cast<OFDDistiller*>(&algorithm->distiller());
+    if (!distiller) args.fail("distiller.type", "OverhaulFeatureDistillation needs an OFDDistiller");
+    distiller->init_ofd_connectors(algorithm->teacher());
+    return std::static_pointer_cast<torch::nn::Module>(algorithm);
   });
   hook_registry().add("StopDistillHook", [](Args& args, const BuildContext&) {
     const int64_t stop_epoch = args.require<int64_t>("stop_epoch");

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "components/nn/tap.h"
 #include "engine/error.h"
 
 namespace razor {
@@ -28,6 +29,11 @@ LinearClsHead::LinearClsHead(int64_t num_classes, int64_t in_channels,
   fc_->bias.zero_();
 }
 
-torch::Tensor LinearClsHead::forward(const torch::Tensor& input) { return (*fc_)(input); }
+torch::Tensor ClsHead::pre_logits(const torch::Tensor& features) const {
+  tap(path().empty() ? "pre_logits" : path() + ".pre_logits", features);
+  return features;
+}
+
+torch::Tensor LinearClsHead::forward(const torch::Tensor& input) { return (*fc_)(pre_logits(input)); }
 
 }  // namespace razor

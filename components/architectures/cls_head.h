@@ -19,9 +19,12 @@ class ClsHead : public nn::Module {
   /// {"loss": loss_module({head(features), targets})}, MMEngine's head loss key.
   virtual LossMap loss(const torch::Tensor& features, const torch::Tensor& targets);
   nn::Module& loss_module() const { return *loss_module_; }
+  /// The features the logits are computed from, published as the tap "<path>.pre_logits"
+  /// ("head.pre_logits" in a classifier) for distillation recorders.
+  torch::Tensor pre_logits(const torch::Tensor& features) const;
 
  protected:
-  torch::Tensor forward(const torch::Tensor& input) override { return input; }
+  torch::Tensor forward(const torch::Tensor& input) override { return pre_logits(input); }
 
  private:
   std::shared_ptr<nn::Module> loss_module_;

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "components/nn/tap.h"
 #include "engine/error.h"
 
 namespace razor {
@@ -22,6 +23,12 @@ torch::Tensor ImageClassifier::extract_feat(const torch::Tensor& inputs) {
 
 LossMap ImageClassifier::loss(const Batch& batch) {
   RAZOR_CHECK(batch.targets.defined(), "ImageClassifier.loss: the batch has no targets");
+  // Positions in the dataset, for losses with memory banks (CRD): a "Tap" recorder of "sample_idx".
+  if (batch.indices.defined()) tap("sample_idx", batch.indices);
+  if (augments_) {
+    const Batch mixed = (*augments_)(batch);
+    return head_->loss(extract_feat(mixed.inputs), mixed.targets);
+  }
   return head_->loss(extract_feat(batch.inputs), batch.targets);
 }
 

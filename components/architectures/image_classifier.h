@@ -4,6 +4,7 @@
 // "backbone.layer1.0.conv1.weight", "head.fc.bias", as in mmcls checkpoints.
 #include <memory>
 
+#include "components/architectures/batch_augments.h"
 #include "components/architectures/cls_head.h"
 #include "components/nn/module.h"
 #include "engine/model.h"
@@ -18,7 +19,8 @@ class ImageClassifier : public Model {
 
   /// backbone, then neck if any.
   torch::Tensor extract_feat(const torch::Tensor& inputs);
-  /// The head's losses on the batch's targets: {"loss": cross entropy}.
+  /// The head's losses on the batch's targets: {"loss": cross entropy}. Batch augments, if
+  /// set, mix the batch first (mmcls applies them in the loss pass, in train and eval mode).
   LossMap loss(const Batch& batch) override;
   /// Softmax scores, N x num_classes.
   torch::Tensor predict(const Batch& batch) override;
@@ -29,11 +31,14 @@ class ImageClassifier : public Model {
   /// Null without a neck.
   nn::Module* neck() const { return neck_.get(); }
   ClsHead& head() const { return *head_; }
+  /// Mixup/CutMix for the loss pass (null: none).
+  void set_batch_augments(std::shared_ptr<BatchAugments> augments) { augments_ = std::move(augments); }
 
  private:
   std::shared_ptr<nn::Module> backbone_;
   std::shared_ptr<nn::Module> neck_;
   std::shared_ptr<ClsHead> head_;
+  std::shared_ptr<BatchAugments> augments_;
 };
 
 }  // namespace razor

@@ -154,6 +154,14 @@ ModulePtr build_image_classifier(Args& args, const BuildContext& context) {
                                       std::to_string(typed_backbone->out_channels()));
   }
   auto model = std::make_shared<ImageClassifier>(backbone, neck, head);
+  if (args.has("train_cfg")) {
+    Args train_cfg = args.sub("train_cfg");
+    const auto num_classes = linear_head ? std::optional<int64_t>(linear_head->num_classes())
+                                         : train_cfg.optional<int64_t>("num_classes");
+    if (!num_classes) train_cfg.fail("num_classes", "the head does not say how many classes there are: give num_classes");
+    if (linear_head && train_cfg.has("num_classes")) train_cfg.fail("num_classes", "the head already gives it");
+    model->set_batch_augments(build_batch_augments(train_cfg, *num_classes));
+  }
   nn::assign_paths(*model);
   return model;
 }

@@ -32,6 +32,7 @@ void register_distill_losses() {
   registry.add("PKDLoss", distill::PKDLoss::from_args);
   registry.add("KDSoftCELoss", distill::KDSoftCELoss::from_args);
   registry.add("CrossEntropyLoss", distill::CrossEntropyLoss::from_args);
+  registry.add("LabelCrossEntropy", distill::LabelCrossEntropy::from_args);
   registry.add("OnehotLikeLoss", distill::OnehotLikeLoss::from_args);
   registry.add("InformationEntropyLoss", distill::InformationEntropyLoss::from_args);
   registry.add("ActivationLoss", distill::ActivationLoss::from_args);

@@ -12,7 +12,7 @@
 #include <torch/nn/module.h>
 #include <torch/types.h>
 
-#include "components/distill/tap.h"
+#include "components/nn/tap.h"
 #include "components/nn/module.h"
 #include "engine/registry.h"
 

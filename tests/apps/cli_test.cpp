@@ -119,3 +119,82 @@ TEST_CASE("CLI: config print resolves overrides; usage errors exit 2; --version 
   CHECK(run({"list", "nosuchregistry"}).code == 2);
   CHECK(run({"test", path.string(), "/nonexistent.pth"}).code == 2);
 }
+
+namespace {
+
+const char* kToyData = R"(
+device = "cpu"
+[train_dataloader]
+batch_size = 8
+dataset = { type = "Synthetic", num_samples = 32, num_classes = 4, shape = [1, 12, 12], seed = 1 }
+[test_dataloader]
+batch_size = 16
+dataset = { type = "Synthetic", num_samples = 48, num_classes = 4, shape = [1, 12, 12], seed = 2 }
+[optim_wrapper.optimizer]
+type = "SGD"
+lr = 0.05
+[train_cfg]
+max_epochs = 1
+)";
+
+const char* kToyStudent = R"(
+[model]
+type = "ImageClassifier"
+backbone = { type = "ResNet_CIFAR", depth = 8, in_channels = 1, base_channels = 4 }
+neck = { type = "GlobalAveragePooling" }
+head = { type = "LinearClsHead", num_classes = 4, in_channels = 16 }
+)";
+
+const char* kToyDistill = R"(
+[model]
+type = "SingleTeacherDistill"
+architecture = { type = "ImageClassifier", backbone = { type = "ResNet_CIFAR", depth = 8, in_channels = 1, base_channels = 4 }, neck = { type = "GlobalAveragePooling" }, head = { type = "LinearClsHead", num_classes = 4, in_channels = 16 } }
+teacher = { type = "ImageClassifier", backbone = { type = "ResNet_CIFAR", depth = 8, in_channels = 1, base_channels = 8 }, neck = { type = "GlobalAveragePooling" }, head = { type = "LinearClsHead", num_classes = 4, in_channels = 32 } }
+[model.distiller]
+student_recorders = { fc = { type = "ModuleOutputs", source = "head.fc" } }
+teacher_recorders = { fc = { type = "ModuleOutputs", source = "head.fc" } }
+distill_losses = { loss_kd = { type = "KLDivergence", tau = 4, loss_weight = 0.5 } }
+[model.distiller.loss_forward_mappings.loss_kd]
+preds_S = { from_student = true, recorder = "fc" }
+preds_T = { from_student = false, recorder = "fc" }
+)";
+
+double top1(const CliResult& result) {
+  const auto at = result.out.find("accuracy/top1: ");
+  REQUIRE(at != std::string::npos);
+  return std::stod(result.out.substr(at + 15));
+}
+
+}  // namespace
+
+TEST_CASE("CLI: export turns a distillation checkpoint into a student checkpoint", "[cli][export]") {
+  const fs::path work = fs::temp_directory_path() / "razor_test_cli" / "export";
+  fs::remove_all(work);
+  auto distill = write_config("toy_distill.toml", std::string(kToyData) + kToyDistill);
+  auto student = write_config("toy_student.toml", std::string(kToyData) + kToyStudent);
+  REQUIRE(run({"train", distill.string(), "--work-dir", work.string()}).code == 0);
+  const std::string checkpoint = (work / "epoch_1.pth").string();
+  const std::string exported = (work / "student.pth").string();
+
+  // The student config refuses the algorithm's checkpoint, and says what to do.
+  auto refused = run({"test", student.string(), checkpoint, "--work-dir", work.string()});
+  CHECK(refused.code == 2);
+  CHECK_THAT(refused.err, Catch::Contains("razor export"));
+
+  auto exporting = run({"export", distill.string(), checkpoint, "--out", exported});
+  REQUIRE(exporting.code == 0);
+  CHECK_THAT(exporting.out, Catch::Contains("Exported"));
+  // The student's own config gives the accuracy the distillation config gives.
+  auto as_distill = run({"test", distill.string(), checkpoint, "--work-dir", work.string()});
+  auto as_student = run({"test", student.string(), exported, "--work-dir", work.string()});
+  REQUIRE(as_distill.code == 0);
+  REQUIRE(as_student.code == 0);
+  CHECK(top1(as_student) == Approx(top1(as_distill)));
+
+  // A plain model has nothing to export; nothing is written.
+  const std::string again = (work / "again.pth").string();
+  auto plain = run({"export", student.string(), exported, "--out", again});
+  CHECK(plain.code == 2);
+  CHECK_THAT(plain.err, Catch::Contains("no architecture to export"));
+  CHECK_FALSE(fs::exists(again));
+}

@@ -19,4 +19,15 @@ class CrossEntropyLoss : public DistillLoss {
   torch::Tensor forward(const LossInputs& inputs) override;
 };
 
+/// Cross entropy of `cls_score` against the true `label` (class indices, or soft labels
+/// N x C): mmcls's CrossEntropyLoss, which BYOT uses on each auxiliary head.
+class LabelCrossEntropy : public DistillLoss {
+ public:
+  explicit LabelCrossEntropy(double loss_weight = 1.0);
+  static std::shared_ptr<DistillLoss> from_args(Args& args, const BuildContext& context);
+
+  std::vector<LossArgument> arguments() const override;
+  torch::Tensor forward(const LossInputs& inputs) override;
+};
+
 }  // namespace razor::distill

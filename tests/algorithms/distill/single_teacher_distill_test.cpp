@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include "algorithms/distill/single_teacher_distill.h"
+#include "components/distill/connectors/ofd_connector.h"
+#include "components/nn/batch_norm.h"
 #include "apps/register_all.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
@@ -130,4 +132,65 @@ TEST_CASE("A teacher checkpoint that does not fit the teacher lists the mismatch
     CHECK(e.kind() == Error::Kind::Config);
     CHECK_THAT(e.what(), Catch::Contains("teacher_ckpt") && Catch::Contains("backbone.conv1.weight (checkpoint [4, 1, 3, 3], model [8, 1, 3, 3])"));
   }
+}
+
+TEST_CASE("A connector adapts the student's record before the loss; unknown connectors are named", "[distill]") {
+  torch::manual_seed(0);
+  Json table = distill_config();
+  table["distiller"]["connectors"] = {
+      {"lift", {{"type", "TorchFunctionalConnector"}, {"function_name", "softmax"}, {"func_args", {{"dim", 1}}}}}};
+  table["distiller"]["loss_forward_mappings"]["loss_sd"]["preds_S"]["connector"] = "lift";
+  auto algorithm = build(table);
+  algorithm->train();
+  Batch batch{torch::randn({4, 1, 12, 12}), torch::tensor({0, 1, 2, 3}, torch::kLong), {}};
+  LossMap losses = algorithm->loss(batch);
+  auto student_logits = algorithm->distiller().student_recorders().get("fc").get();
+  auto teacher_logits = algorithm->distiller().teacher_recorders().get("fc").get();
+  auto expected = (torch::softmax(student_logits, 1) - teacher_logits).pow(2).mean();
+  CHECK(losses[1].second.item<double>() == Approx(expected.item<double>()).epsilon(1e-5));
+
+  table["distiller"]["loss_forward_mappings"]["loss_sd"]["preds_S"]["connector"] = "lfit";
+  CHECK_THROWS_WITH(build(table), Catch::Contains("loss_sd.preds_S.connector") && Catch::Contains("lift"));
+  table["distiller"]["loss_forward_mappings"]["loss_sd"]["preds_S"].erase("connector");
+  table["distiller"]["loss_forward_mappings"]["loss_sd"]["preds_S"]["connector_idx"] = 0;
+  CHECK_THROWS_WITH(build(table), Catch::Contains("without a connector"));
+}
+
+TEST_CASE("OFD margins are E[x | x < 0] of the teacher's BN response", "[distill]") {
+  // x ~ N(beta, gamma^2); Phi(0.5) = 0.6914624613, 1/sqrt(2 pi) = 0.3989422804.
+  auto margins = ofd_margins(torch::tensor({1.0f, 2.0f, -0.1f}), torch::tensor({0.0f, -1.0f, 5.0f}));
+  CHECK(margins[0].item<double>() == Approx(-0.3989422804 / 0.5).epsilon(1e-6));
+  CHECK(margins[1].item<double>() == Approx(-2.0 * std::exp(-0.125) * 0.3989422804 / 0.6914624613 - 1.0).epsilon(1e-6));
+  CHECK(margins[2].item<double>() == Approx(-0.3).epsilon(1e-6));  // P(x < 0) < 0.001: -3|gamma|
+}
+
+TEST_CASE("OverhaulFeatureDistillation sets the teacher connector's margins from the teacher's BN", "[distill]") {
+  torch::manual_seed(0);
+  Json table = distill_config();
+  table["type"] = "OverhaulFeatureDistillation";
+  table["distiller"] = {
+      {"type", "OFDDistiller"},
+      {"student_recorders", {{"bn", {{"type", "ModuleOutputs"}, {"source", "backbone.layer3.0.bn2"}}}}},
+      {"teacher_recorders", {{"bn", {{"type", "ModuleOutputs"}, {"source", "backbone.layer3.0.bn2"}}}}},
+      {"connectors",
+       {{"s", {{"type", "ConvModuleConnector"}, {"in_channel", 16}, {"out_channel", 32}, {"norm_cfg", {{"type", "BN"}}}}},
+        {"t", {{"type", "OFDTeacherConnector"}}}}},
+      {"distill_losses", {{"loss_ofd", {{"type", "OFDLoss"}}}}},
+      {"loss_forward_mappings",
+       {{"loss_ofd",
+         {{"s_feature", {{"from_student", true}, {"recorder", "bn"}, {"connector", "s"}}},
+          {"t_feature", {{"from_student", false}, {"recorder", "bn"}, {"connector", "t"}}}}}}}};
+  table["distiller"]["connectors"]["s"]["act_cfg"] = nullptr;
+  auto algorithm = build(table);
+  auto& bn = dynamic_cast<nn::BatchNorm2d&>(nn::find_module(algorithm->teacher(), "backbone.layer3.0.bn2"));
+  auto expected = ofd_margins(bn.weight, bn.bias);
+  auto* connector = dynamic_cast<OFDTeacherConnector*>(&algorithm->distiller().connector("t"));
+  REQUIRE(connector);
+  auto x = torch::randn({2, 32, 3, 3}) - 2.0;
+  auto clipped = connector->forward(x)[0];
+  CHECK(clipped.equal(torch::max(x, expected.view({1, -1, 1, 1}))));
+
+  // The margins come from a BatchNorm2d: recording anything else is an error naming it.
+  table["distiller"]["teacher_recorders"]["bn"]["source"] = "backbone.layer3.0.conv2";
+  CHECK_THROWS_WITH(build(table), Catch::Contains("BatchNorm2d") && Catch::Contains("backbone.layer3.0.conv2"));
 }

@@ -1,4 +1,4 @@
-#include "components/distill/tap.h"
+#include "components/nn/tap.h"
 
 #include <map>
 #include <mutex>
