@@ -1,5 +1,6 @@
 #include "algorithms/base_algorithm.h"
 #include "algorithms/distill/self_distill.h"
+#include "algorithms/distill/datafree_distillation.h"
 #include "algorithms/distill/single_teacher_distill.h"
 #include "components/nn/module.h"
 
@@ -10,6 +11,7 @@ void register_algorithms() {
   if (done) return;
   done = true;
   register_distill_algorithms();
+  register_datafree_distillation();
   register_self_distill();
   // `model = { type = "BaseAlgorithm", architecture = { type = "ImageClassifier", ... } }`
   model_registry().add("BaseAlgorithm", [](Args& args, const BuildContext& context) {

@@ -34,6 +34,11 @@ class Model : public torch::nn::Module {
   /// several forward passes per step (SPOS, AutoSlim, DARTS, QAT) override it.
   /// Returns the losses (detached) with "loss" (the total) appended.
   virtual LossMap train_step(const Batch& batch, OptimWrapper& optim);
+
+  /// The child modules this model steps with optimisers of their own (the keys of an
+  /// OptimWrapperDict, e.g. {"architecture", "generator"}); empty for a model trained with
+  /// one optimiser. The runner checks the `optim_wrapper` table against it.
+  virtual std::vector<std::string> optim_wrapper_names() const { return {}; }
 };
 
 /// "models": architectures, backbones, necks, heads and algorithms (MMEngine's MODELS).

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "engine/error.h"
+#include "engine/optim_wrapper_dict.h"
 #include "engine/strings.h"
 
 namespace razor {
@@ -199,6 +200,14 @@ void register_optimizers() {
 
 std::shared_ptr<OptimWrapper> build_optim_wrapper(Args& args, torch::nn::Module& model) {
   register_optimizers();
+  // MMEngine's OPTIM_WRAPPER_CONSTRUCTORS: the default builds one wrapper over the model.
+  const std::string constructor = args.get("constructor", kDefaultOptimWrapperConstructor);
+  if (constructor == kSeparateOptimWrapperConstructor) return build_optim_wrapper_dict(args, model);
+  if (constructor != kDefaultOptimWrapperConstructor) {
+    const std::vector<std::string> known = {kDefaultOptimWrapperConstructor, kSeparateOptimWrapperConstructor};
+    args.fail("constructor", "unknown optim wrapper constructor \"" + constructor + "\"" +
+                                 did_you_mean(constructor, known) + " (known: " + join(known, ", ") + ")");
+  }
   const std::string wrapper_type = args.get("type", "OptimWrapper");
   if (wrapper_type != "OptimWrapper") {
     args.fail("type", "unknown optim wrapper type \"" + wrapper_type + "\"; only \"OptimWrapper\"");

@@ -28,29 +28,32 @@ class OptimWrapper {
   OptimWrapper(std::shared_ptr<torch::optim::Optimizer> optimizer,
                std::vector<torch::Tensor> parameters, int64_t accumulative_counts = 1,
                std::optional<ClipGradOptions> clip_grad = std::nullopt);
+  // Virtual for OptimWrapperDict (optim_wrapper_dict.h), which holds several wrappers.
+  virtual ~OptimWrapper() = default;
 
   /// loss / accumulative_counts -> backward -> (every accumulative_counts calls, or at the
   /// last of `max_counts`) clip, step, zero_grad.
-  void update_params(const torch::Tensor& loss);
-  void backward(const torch::Tensor& loss);
-  void step();
-  void zero_grad();
+  virtual void update_params(const torch::Tensor& loss);
+  virtual void backward(const torch::Tensor& loss);
+  virtual void step();
+  virtual void zero_grad();
 
   /// Call once before training with the total number of update_params calls, so that a
   /// last partial accumulation window still steps.
-  void initialize_count_status(int64_t inner_count, int64_t max_counts);
+  virtual void initialize_count_status(int64_t inner_count, int64_t max_counts);
   int64_t inner_count() const { return inner_count_; }
 
   /// The gradient norm from the last clipping (-1 when not clipping).
   double last_grad_norm() const { return last_grad_norm_; }
 
+  /// What checkpoints save and resume restore.
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
   const std::vector<torch::Tensor>& parameters() const { return parameters_; }
 
   /// The value (e.g. "lr", "momentum", "weight_decay") of every param group.
-  std::vector<double> get(const std::string& name) const;
-  void set(const std::string& name, size_t group, double value);
-  size_t num_groups() const;
+  virtual std::vector<double> get(const std::string& name) const;
+  virtual void set(const std::string& name, size_t group, double value);
+  virtual size_t num_groups() const;
 
  private:
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
@@ -69,6 +72,8 @@ class OptimWrapper {
 ///   paramwise_cfg = { norm_decay_mult = 0.0, bias_decay_mult = 0.0,
 ///                     custom_keys = { "head" = { lr_mult = 0.1, decay_mult = 1.0 } } }
 /// Optimisers: SGD, Adam, AdamW. Frozen parameters (requires_grad false) are left out.
+/// With `constructor = "SeparateOptimWrapperConstructor"` the table instead holds one such
+/// table per child module of `model` and builds an OptimWrapperDict (optim_wrapper_dict.h).
 std::shared_ptr<OptimWrapper> build_optim_wrapper(Args& args, torch::nn::Module& model);
 
 /// A parsed `optimizer` table: makes the torch optimiser once the parameter groups are known.

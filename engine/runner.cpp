@@ -11,6 +11,7 @@
 #include "engine/checkpoint.h"
 #include "engine/default_hooks.h"
 #include "engine/logging.h"
+#include "engine/optim_wrapper_dict.h"
 #include "engine/strings.h"
 #include "engine/version.h"
 
@@ -146,6 +147,8 @@ OptimWrapper& Runner::optim_wrapper() {
   if (!optim_wrapper_) {
     Args root = root_args();
     Args args = root.sub("optim_wrapper");
+    check_optim_wrapper_names(args, model().optim_wrapper_names(),
+                              root.sub("model").get("type", "?"));
     optim_wrapper_ = build_optim_wrapper(args, model());
   }
   return *optim_wrapper_;
@@ -297,7 +300,16 @@ void Runner::log_scalars(const Json& record) {
     scalars_file_ = std::make_unique<std::ofstream>(path, std::ios::app);
     RAZOR_RUNTIME_CHECK(scalars_file_->good(), "cannot open ", path);
   }
-  *scalars_file_ << record.dump() << '\n';
+  // The logger logs the first optimiser's lr; with several, each goes in as "<name>.lr"
+  // (MMEngine's OptimWrapperDict.get_lr keys).
+  auto* dict = dynamic_cast<OptimWrapperDict*>(optim_wrapper_.get());
+  if (dict && record.value("mode", "") == "train" && record.contains("lr")) {
+    Json with_lrs = record;
+    for (const auto& item : dict->items()) with_lrs[item.first + ".lr"] = item.second->get("lr").front();
+    *scalars_file_ << with_lrs.dump() << '\n';
+  } else {
+    *scalars_file_ << record.dump() << '\n';
+  }
   scalars_file_->flush();
 }
 
@@ -350,8 +362,12 @@ void Runner::resume_from(const std::string& path) {
   CheckpointReader reader(path);
   const auto& contents = reader.contents();
   load_state_dict(model(), contents.model, /*strict=*/true, path);
-  if (!reader.load_optimizer(optim_wrapper().optimizer())) {
-    spdlog::warn("{} holds no optimizer state; the optimizer starts afresh", path);
+  try {
+    if (!reader.load_optimizer(optim_wrapper().optimizer())) {
+      spdlog::warn("{} holds no optimizer state; the optimizer starts afresh", path);
+    }
+  } catch (const Error& e) {
+    throw e.with_context("resuming from " + path);
   }
   const Json& meta = contents.meta;
   train_loop().set_position(meta.value("epoch", int64_t{0}), meta.value("iter", int64_t{0}));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "components/architectures/cls_head.h"
+#include "components/architectures/dafl_generator.h"
 #include "components/architectures/global_average_pooling.h"
 #include "components/architectures/image_classifier.h"
 #include "components/architectures/mobilenet_v2.h"
@@ -182,6 +183,7 @@ void register_architectures() {
   registry.add("LinearClsHead", build_linear_cls_head);
   registry.add("CrossEntropyLoss", build_cross_entropy);
   registry.add("LabelSmoothLoss", build_label_smooth);
+  registry.add("DAFLGenerator", build_dafl_generator);
 }
 
 }  // namespace razor
