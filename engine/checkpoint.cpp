@@ -1,10 +1,15 @@
 #include "engine/checkpoint.h"
 
-#include <cstdio>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <spdlog/spdlog.h>
 #include <torch/cuda.h>
 #include <torch/serialize/output-archive.h>
 #include <torch/torch.h>
@@ -90,21 +95,73 @@ LoadReport load_state_dict(torch::nn::Module& module, const StateDict& tensors, 
   return report;
 }
 
+namespace {
+
+// The temporary a file is written to before it is renamed over `path`; removed again on any
+// failure, so that a full disk leaves neither a partial file nor a stale `.tmp`.
+class TemporaryFile {
+ public:
+  explicit TemporaryFile(const std::string& path) : path_(path), tmp_(path + ".tmp") {
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail("cannot create");
+  }
+  ~TemporaryFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(tmp_.c_str());
+  }
+  TemporaryFile(const TemporaryFile&) = delete;
+  TemporaryFile& operator=(const TemporaryFile&) = delete;
+
+  void write(const char* data, size_t size) {
+    while (size > 0) {
+      const ssize_t n = ::write(fd_, data, size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail("cannot write");
+      data += n;
+      size -= static_cast<size_t>(n);
+    }
+  }
+
+  // fsync before the rename: otherwise a crash soon after can leave the new name on a file
+  // whose data never reached the disk.
+  void commit() {
+    if (::fsync(fd_) != 0) fail("cannot flush");
+    const int fd = fd_;
+    fd_ = -1;  // closed even when close() reports an error
+    if (::close(fd) != 0) fail("cannot close");
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail("cannot rename to " + path_);
+    committed_ = true;
+    // Makes the rename itself durable; some file systems cannot sync a directory, and the
+    // file is complete under its final name either way.
+    const std::string dir = fs::path(path_).parent_path().string();
+    const int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd >= 0) {
+      ::fsync(dir_fd);
+      ::close(dir_fd);
+    }
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    const int err = errno;
+    throw runtime_error("cannot save ", path_, ": ", what, " ", tmp_, ": ", std::strerror(err));
+  }
+
+  std::string path_, tmp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+void write_bytes_atomically(const std::string& path, const char* data, size_t size) {
+  TemporaryFile file(path);
+  file.write(data, size);
+  file.commit();
+}
+
+}  // namespace
+
 void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    RAZOR_RUNTIME_CHECK(out.good(), "cannot write ", tmp);
-    out << text;
-    out.flush();
-    RAZOR_RUNTIME_CHECK(out.good(), "failed writing ", tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp);
-    throw runtime_error("cannot rename ", tmp, " to ", path, ": ", ec.message());
-  }
+  write_bytes_atomically(path, text.data(), text.size());
 }
 
 void write_checkpoint(const std::string& path, const CheckpointContents& contents,
@@ -118,20 +175,18 @@ void write_checkpoint(const std::string& path, const CheckpointContents& content
     optimizer->save(optimizer_archive);
     archive.write("optimizer", optimizer_archive);
   }
-  const std::string tmp = path + ".tmp";
+  // Serialised in memory first: LibTorch's file writer reports a failed write (a full disk)
+  // from its destructor, which terminates the process; our own writes check every call.
+  std::string bytes;
   try {
-    archive.save_to(tmp);
+    archive.save_to([&bytes](const void* data, size_t size) {
+      bytes.append(static_cast<const char*>(data), size);
+      return size;
+    });
   } catch (const c10::Error& e) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    throw runtime_error("cannot write checkpoint ", tmp, ": ", e.what_without_backtrace());
+    throw runtime_error("cannot serialise checkpoint ", path, ": ", e.what_without_backtrace());
   }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw runtime_error("cannot rename ", tmp, " to ", path);
-  }
+  write_bytes_atomically(path, bytes.data(), bytes.size());
 }
 
 CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
@@ -167,19 +222,55 @@ bool CheckpointReader::load_optimizer(torch::optim::Optimizer& optimizer) {
   return true;
 }
 
+namespace {
+
+std::string cuda_key(int64_t index) { return "cuda:" + std::to_string(index); }
+
+}  // namespace
+
 StateDict capture_rng_state() {
   StateDict out;
-  out.emplace_back("cpu", at::detail::getDefaultCPUGenerator().get_state());
+  {
+    auto generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    out.emplace_back("cpu", generator.get_state());
+  }
+  // Through the device-generic context, so that the CPU build compiles and finds no device.
+  const int64_t devices = static_cast<int64_t>(torch::cuda::device_count());
+  for (int64_t i = 0; i < devices; ++i) {
+    auto generator = at::globalContext().defaultGenerator(at::Device(at::kCUDA, i));
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    out.emplace_back(cuda_key(i), generator.get_state());
+  }
   return out;
 }
 
 void restore_rng_state(const StateDict& states) {
+  const int64_t devices = static_cast<int64_t>(torch::cuda::device_count());
+  std::vector<std::string> ignored;
   for (const auto& item : states) {
     if (item.first == "cpu") {
       auto generator = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(generator.mutex());
       generator.set_state(item.second);
+      continue;
     }
+    int64_t index = -1;
+    for (int64_t i = 0; i < devices && index < 0; ++i) {
+      if (item.first == cuda_key(i)) index = i;
+    }
+    if (index < 0) {
+      ignored.push_back(item.first);
+      continue;
+    }
+    auto generator = at::globalContext().defaultGenerator(at::Device(at::kCUDA, index));
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(item.second);
+  }
+  // A run resumed on a machine with fewer (or no) GPUs continues; its GPU draws just differ.
+  if (!ignored.empty()) {
+    spdlog::warn("The checkpoint holds RNG states of {} that this machine does not have ({} "
+                 "CUDA device(s)); they are ignored", join(ignored, ", "), devices);
   }
 }
 

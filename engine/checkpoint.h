@@ -42,7 +42,9 @@ struct CheckpointContents {
   StateDict rng;
 };
 
-/// Writes `contents` (and the optimiser state, if given) to `path` atomically.
+/// Writes `contents` (and the optimiser state, if given) to `path` atomically. A failed write
+/// (a full disk) is a runtime error naming `path` and the system's reason; the temporary is
+/// removed and a previous file at `path` is left as it was.
 void write_checkpoint(const std::string& path, const CheckpointContents& contents,
                       torch::optim::Optimizer* optimizer);
 
@@ -61,11 +63,14 @@ class CheckpointReader {
   torch::serialize::InputArchive archive_;
 };
 
-/// Current RNG states of the CPU generator (and CUDA generators when present).
+/// Current RNG states: "cpu", then "cuda:0", "cuda:1", ... for each CUDA device present.
 StateDict capture_rng_state();
+/// Restores the states of `capture_rng_state`; states of CUDA devices this machine does not
+/// have are ignored, with one warning.
 void restore_rng_state(const StateDict& states);
 
-/// Writes `text` to `path` through a temporary file and a rename.
+/// Writes `text` to `path` through a temporary file, fsync and a rename; errors as for
+/// write_checkpoint.
 void write_file_atomically(const std::string& path, const std::string& text);
 
 }  // namespace razor

@@ -153,8 +153,23 @@ struct Merger {
 // ---------------------------------------------------------------------------------------
 // Loading files
 
+// A pipe or device (`<(cat a.toml)`, /dev/stdin) names no directory of its own, and
+// canonicalising it fails (its link target "pipe:[N]" is no path): it keeps its spelling.
+bool is_stream(const fs::path& path) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  return !ec && fs::exists(status) && !fs::is_regular_file(status) && !fs::is_directory(status);
+}
+
 fs::path normalise(const fs::path& path) {
+  if (is_stream(path)) return fs::absolute(path).lexically_normal();
   return fs::weakly_canonical(fs::absolute(path)).lexically_normal();
+}
+
+// Where the `_base_` paths of `file` are taken from: its directory, or the working
+// directory for a stream.
+fs::path base_dir(const fs::path& file) {
+  return is_stream(file) ? fs::current_path() : file.parent_path();
 }
 
 std::vector<std::string> base_list(const Json& value, const fs::path& file) {
@@ -176,7 +191,7 @@ std::vector<std::string> base_list(const Json& value, const fs::path& file) {
 
 class Loader {
  public:
-  explicit Loader(fs::path top) : top_dir_(top.parent_path()) {}
+  explicit Loader(const fs::path& top) : top_dir_(base_dir(top)) {}
 
   Config load(const fs::path& file, const fs::path* included_by) {
     if (std::find(chain_.begin(), chain_.end(), file) != chain_.end()) {
@@ -184,9 +199,14 @@ class Loader {
       for (const auto& link : chain_) message += shown(link) + " -> ";
       throw config_error(message, shown(file), " (paths relative to ", top_dir_.string(), ")");
     }
-    if (!fs::is_regular_file(file)) {
+    if (!fs::is_regular_file(file) && !is_stream(file)) {
       std::string message = "config file not found: " + file.string();
-      if (included_by) message += " (listed in _base_ of " + included_by->string() + ")";
+      if (included_by) {
+        message += " (listed in _base_ of " + included_by->string();
+        if (is_stream(*included_by))
+          message += ", a stream, whose _base_ paths are relative to the working directory";
+        message += ")";
+      }
       throw config_error(message);
     }
     std::ifstream in(file, std::ios::binary);
@@ -200,7 +220,7 @@ class Loader {
     chain_.push_back(file);
     if (auto it = own.find(kBaseKey); it != own.end()) {
       for (const auto& base : base_list(*it, file)) {
-        Config loaded = load(normalise(file.parent_path() / base), &file);
+        Config loaded = load(normalise(base_dir(file) / base), &file);
         // Merge with a placeholder origin, then copy the base's own record over it: the
         // base's origins cover every key of its tree.
         const std::string placeholder;
@@ -380,11 +400,19 @@ Config parse_config_text(const std::string& text, const std::string& name) {
 }
 
 Json parse_toml_value(const std::string& text) {
+  // Text that opens an array, a table or a quoted string was meant as one: keeping "[1," as
+  // a string would only fail later, far from the typo.
+  const size_t first = text.find_first_not_of(" \t");
+  const char opener = first == std::string::npos ? '\0' : text[first];
+  const bool structured = opener == '[' || opener == '{' || opener == '"' || opener == '\'';
+  const char* what = opener == '[' ? "an array" : opener == '{' ? "an inline table" : "a string";
   try {
     toml::table table = toml::parse("v = " + text);
     // Text such as "1\nw = 2" parses but is not one value.
     if (table.size() == 1 && table.contains("v")) return to_json(*table.get("v"));
-  } catch (const toml::parse_error&) {
+    RAZOR_CHECK(!structured, "\"", text, "\" is not one TOML value");
+  } catch (const toml::parse_error& e) {
+    RAZOR_CHECK(!structured, "\"", text, "\" does not parse as ", what, ": ", e.description());
   }
   return text;
 }
@@ -403,6 +431,14 @@ void apply_overrides(Config& config, const std::vector<std::string>& overrides) 
                     std::none_of(keys.begin(), keys.end(), [](const auto& k) { return k.empty(); }),
                 kOverrideOrigin, ": bad key \"", key_path, "\" in \"", item, "\"");
 
+    // Read before any table is created, so that a value in error leaves the config as it was.
+    Json value;
+    try {
+      value = parse_toml_value(item.substr(eq + 1));
+    } catch (const Error& e) {
+      throw e.with_context(std::string(kOverrideOrigin) + " " + key_path);
+    }
+
     Json* table = &config.tree;
     std::string path;
     for (size_t i = 0; i + 1 < keys.size(); ++i) {
@@ -418,8 +454,7 @@ void apply_overrides(Config& config, const std::vector<std::string>& overrides) 
       table = &(*table)[keys[i]];
     }
     const std::string origin = kOverrideOrigin;
-    Merger{config.origins, origin}.set(*table, keys.back(), parse_toml_value(item.substr(eq + 1)),
-                                       key_path);
+    Merger{config.origins, origin}.set(*table, keys.back(), std::move(value), key_path);
   }
 }
 

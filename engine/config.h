@@ -34,14 +34,17 @@ Config load_config(const std::string& path);
 Config parse_config_text(const std::string& text, const std::string& name = "<text>");
 
 /// Applies `a.b.c=VALUE` overrides in order. VALUE is read as a TOML value (`3`, `0.1`,
-/// `true`, `"s"`, `[1, 2]`, `{ a = 1 }`); anything that does not parse is a bare string.
+/// `true`, `"s"`, `[1, 2]`, `{ a = 1 }`); anything else that does not parse is a bare
+/// string, but a VALUE opening an array, a table or a quoted string that does not parse is
+/// a config error naming the option.
 /// Intermediate tables are created; indexing into a non-table is an error naming the key.
 /// A table VALUE merges into an existing table as a config file would (`_delete_ = true`
 /// replaces it). Overridden keys have "--cfg-options" as their origin.
 void apply_overrides(Config& config, const std::vector<std::string>& overrides);
 
 /// Reads one TOML value (the right-hand side of `key = VALUE`) as JSON; bare words that
-/// do not parse as TOML become strings.
+/// do not parse as TOML become strings. Text opening with `[`, `{` or a quote must parse
+/// (a config error otherwise).
 Json parse_toml_value(const std::string& text);
 
 /// Prints a config tree as TOML that `parse_config_text` reads back to the same tree

@@ -1,8 +1,15 @@
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine/config.h"
 #include "engine/error.h"
@@ -29,6 +36,45 @@ std::string config_error_of(const std::function<void()>& fn) {
   FAIL_CHECK("no razor::Error was thrown");
   return "";
 }
+
+// Makes `dir` the working directory for a scope (relative `_base_` paths of a stream).
+class WorkingDirectory {
+ public:
+  explicit WorkingDirectory(const std::filesystem::path& dir)
+      : previous_(std::filesystem::current_path()) {
+    std::filesystem::current_path(dir);
+  }
+  ~WorkingDirectory() { std::filesystem::current_path(previous_); }
+
+ private:
+  std::filesystem::path previous_;
+};
+
+std::filesystem::path fresh_dir(const std::string& name) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("razor_config_test_" + name);
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return fs::weakly_canonical(dir);
+}
+
+// Writes `text` into the FIFO `path` once a reader has opened it; gives up after 10 s so
+// that a loader which never opens the FIFO fails the test instead of hanging it.
+void write_fifo(const std::string& path, const std::string& text) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  int fd = -1;
+  while ((fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK)) < 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (fd < 0) return;
+  ::fcntl(fd, F_SETFL, 0);  // blocking writes from here on
+  const ssize_t written = ::write(fd, text.data(), text.size());
+  (void)written;
+  ::close(fd);
+}
+
+const char* kStreamConfig = "_base_ = \"base.toml\"\nseed = 7\n[model]\ndepth = 20\n";
 
 }  // namespace
 
@@ -232,4 +278,89 @@ TEST_CASE("to_toml prints TOML that reads back to the same tree", "[config]") {
   CHECK(reread.begin().key() == "seed");
 
   CHECK_THROWS_AS(razor::to_toml(Json{{"x", nullptr}}), razor::Error);
+}
+
+TEST_CASE("a config read from a FIFO takes its _base_ paths from the working directory",
+          "[config]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fresh_dir("fifo");
+  std::ofstream(dir / "base.toml") << "seed = 1\n[model]\ntype = \"ResNet\"\ndepth = 18\n";
+  fs::create_directories(dir / "pipes");
+  const std::string fifo = (dir / "pipes" / "config.toml").string();
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+
+  WorkingDirectory cwd(dir);
+  std::thread writer(write_fifo, fifo, kStreamConfig);
+  Config config;
+  std::string failure;
+  try {
+    config = razor::load_config(fifo);
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  writer.join();
+  INFO(failure);
+  REQUIRE(failure.empty());
+  CHECK(config.tree == Json{{"seed", 7}, {"model", {{"type", "ResNet"}, {"depth", 20}}}});
+  CHECK(config.file == fifo);
+  CHECK(config.origins.at("model.type") == (dir / "base.toml").string());
+  CHECK(config.origins.at("model.depth") == fifo);
+}
+
+TEST_CASE("a config read from /dev/stdin (a pipe) loads", "[config]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fresh_dir("stdin");
+  std::ofstream(dir / "base.toml") << "seed = 1\n[model]\ntype = \"ResNet\"\ndepth = 18\n";
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const std::string text = kStreamConfig;
+  // The text fits in the pipe's buffer: write it all, close, and let the loader read EOF.
+  REQUIRE(::write(fds[1], text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  ::close(fds[1]);
+  const int saved_stdin = ::dup(0);
+  REQUIRE(saved_stdin >= 0);
+  REQUIRE(::dup2(fds[0], 0) == 0);
+  ::close(fds[0]);
+
+  std::string failure;
+  Config config;
+  {
+    WorkingDirectory cwd(dir);
+    try {
+      config = razor::load_config("/dev/stdin");
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  }
+  ::dup2(saved_stdin, 0);
+  ::close(saved_stdin);
+  INFO(failure);
+  REQUIRE(failure.empty());
+  CHECK(config.tree == Json{{"seed", 7}, {"model", {{"type", "ResNet"}, {"depth", 20}}}});
+  CHECK(config.origins.at("model.type") == (dir / "base.toml").string());
+}
+
+TEST_CASE("an override that opens an array, a table or a string but does not parse is an error",
+          "[config]") {
+  Config config = razor::parse_config_text("[model.backbone]\ndepth = 18\n");
+  std::string message =
+      config_error_of([&] { razor::apply_overrides(config, {"model.backbone.depth=[1,"}); });
+  CHECK_THAT(message, Catch::StartsWith("--cfg-options model.backbone.depth: \"[1,\"") &&
+                          Catch::Contains("an array"));
+  message = config_error_of([&] { razor::apply_overrides(config, {"x={a="}); });
+  CHECK_THAT(message, Catch::StartsWith("--cfg-options x: \"{a=\"") &&
+                          Catch::Contains("an inline table"));
+  message = config_error_of([&] { razor::apply_overrides(config, {"work_dir=\"runs/a"}); });
+  CHECK_THAT(message, Catch::StartsWith("--cfg-options work_dir: ") && Catch::Contains("a string"));
+  message = config_error_of([&] { razor::apply_overrides(config, {"x=[1]\ny = 2"}); });
+  CHECK_THAT(message, Catch::Contains("--cfg-options x") && Catch::Contains("not one TOML value"));
+  // Nothing was set by the failed overrides.
+  CHECK(config.tree == Json{{"model", {{"backbone", {{"depth", 18}}}}}});
+
+  // Bare words are still strings, and well-formed values still parse.
+  razor::apply_overrides(config, {"a=Adam", "b=two words", "c= [1, 2]", "d=1979-05-27"});
+  CHECK(config.tree["a"] == "Adam");
+  CHECK(config.tree["b"] == "two words");
+  CHECK(config.tree["c"] == Json({1, 2}));
+  CHECK(config.tree["d"] == "1979-05-27");
 }
