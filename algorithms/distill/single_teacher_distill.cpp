@@ -5,15 +5,56 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "components/architectures/image_classifier.h"
 #include "components/nn/module.h"
 #include "engine/checkpoint.h"
 #include "engine/config.h"
 #include "engine/hook.h"
 #include "engine/runner.h"
+#include "engine/strings.h"
 
 namespace razor {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+bool is_under(const std::string& path, const std::string& root) {
+  return path == root || path.rfind(root + ".", 0) == 0;
+}
+
+// Whether a step needs the teacher's loss pass rather than its forward_tensor: the loss pass
+// alone calls the heads' loss modules, publishes "sample_idx", mixes batches (batch augments)
+// and so draws what deliveries replay to the student.
+bool needs_loss_pass(Model& teacher, ConfigurableDistiller& distiller) {
+  if (!distiller.deliveries().empty()) return true;
+  if (auto* classifier = dynamic_cast<ImageClassifier*>(&teacher)) {
+    if (classifier->batch_augments()) return true;
+  }
+  std::vector<std::string> loss_paths;
+  for (const auto& item : teacher.named_modules("", /*include_self=*/true)) {
+    if (dynamic_cast<ClsHead*>(item.value().get()))
+      loss_paths.push_back(join_key(item.key(), "loss_module"));
+  }
+  const RecorderManager& recorders = distiller.teacher_recorders();
+  for (const auto& name : recorders.names()) {
+    const Recorder& recorder = recorders.get(name);
+    const std::string& source = recorder.source();
+    if (dynamic_cast<const TapRecorder*>(&recorder)) {
+      if (source == "sample_idx") return true;
+    } else if (dynamic_cast<const ModuleOutputsRecorder*>(&recorder)) {
+      // Sources under any "loss..." child, as MMRazor's `head.loss_module`, whatever the head.
+      std::string rest = "." + source;
+      if (rest.find(".loss") != std::string::npos) return true;
+      for (const auto& root : loss_paths) {
+        if (is_under(source, root)) return true;
+      }
+    }
+  }
+  return false;
+}
+
+}  // namespace
 
 SingleTeacherDistill::SingleTeacherDistill(std::shared_ptr<Model> student, std::shared_ptr<Model> teacher,
                                            std::shared_ptr<ConfigurableDistiller> distiller,
@@ -28,6 +69,7 @@ SingleTeacherDistill::SingleTeacherDistill(std::shared_ptr<Model> student, std::
     for (auto& p : architecture_->parameters()) p.set_requires_grad(false);
   }
   distiller_->prepare(*architecture_, teacher_.get());
+  teacher_runs_loss_ = needs_loss_pass(*teacher_, *distiller_);
 }
 
 void SingleTeacherDistill::train(bool on) {
@@ -40,11 +82,13 @@ LossMap SingleTeacherDistill::loss(const Batch& batch) {
     // The teacher's random draws (batch augments) are kept, then replayed for the student.
     DeliveryScope delivering(distiller_->deliveries(), /*override_data=*/false);
     RecordingScope recording(distiller_->teacher_recorders());
-    if (options_.teacher_trainable) {
+    // A frozen teacher keeps no graph. Not InferenceMode: the recorded tensors feed
+    // connectors and losses whose backward saves them, which inference tensors refuse.
+    torch::AutoGradMode grad_mode(options_.teacher_trainable);
+    if (teacher_runs_loss_) {
       teacher_->loss(batch);
     } else {
-      torch::NoGradGuard no_grad;
-      teacher_->loss(batch);
+      teacher_->forward_tensor(batch.inputs);
     }
   }
   LossMap losses;

@@ -3,7 +3,9 @@
 // `architecture`; the teacher is built from its own table (or the `model` of a razor config
 // file) and loaded from `teacher_ckpt`. Each step runs the teacher with its recorders, then
 // the student with its recorders, and returns the student's losses as "student.*" and the
-// distiller's as "distill.*".
+// distiller's as "distill.*". The teacher runs its loss pass only when something needs it
+// (a recorder of its loss module or of the "sample_idx" tap, batch augments, deliveries);
+// otherwise only its forward_tensor, without autograd unless it is trainable.
 //
 //   [model]
 //   type = "SingleTeacherDistill"
@@ -41,12 +43,15 @@ class SingleTeacherDistill : public BaseAlgorithm {
   /// Set by StopDistillHook: from then on only the student's own losses train it.
   void set_distillation_stopped(bool stopped) { distillation_stopped_ = stopped; }
   bool distillation_stopped() const { return distillation_stopped_; }
+  /// Whether each step runs the teacher's loss pass (else its forward_tensor).
+  bool teacher_runs_loss() const { return teacher_runs_loss_; }
 
  private:
   std::shared_ptr<Model> teacher_;
   std::shared_ptr<ConfigurableDistiller> distiller_;
   SingleTeacherDistillOptions options_;
   bool distillation_stopped_ = false;
+  bool teacher_runs_loss_ = true;
 };
 
 void register_distill_algorithms();

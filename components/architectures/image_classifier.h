@@ -33,6 +33,7 @@ class ImageClassifier : public Model {
   ClsHead& head() const { return *head_; }
   /// Mixup/CutMix for the loss pass (null: none).
   void set_batch_augments(std::shared_ptr<BatchAugments> augments) { augments_ = std::move(augments); }
+  BatchAugments* batch_augments() const { return augments_.get(); }
 
  private:
   std::shared_ptr<nn::Module> backbone_;

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
 
 #include <torch/torch.h>
@@ -193,4 +194,128 @@ TEST_CASE("OverhaulFeatureDistillation sets the teacher connector's margins from
   // The margins come from a BatchNorm2d: recording anything else is an error naming it.
   table["distiller"]["teacher_recorders"]["bn"]["source"] = "backbone.layer3.0.conv2";
   CHECK_THROWS_WITH(build(table), Catch::Contains("BatchNorm2d") && Catch::Contains("backbone.layer3.0.conv2"));
+}
+
+namespace {
+
+/// distill_config() with MMRazor's KD loss (KLDivergence, tau 4) on the two heads' logits.
+Json kd_config() {
+  Json table = distill_config();
+  table["distiller"]["distill_losses"] = {{"loss_kd", {{"type", "KLDivergence"}, {"tau", 4.0}}}};
+  table["distiller"]["loss_forward_mappings"] = {
+      {"loss_kd",
+       {{"preds_S", {{"from_student", true}, {"recorder", "fc"}}},
+        {"preds_T", {{"from_student", false}, {"recorder", "fc"}}}}}};
+  return table;
+}
+
+/// Counts the calls of the teacher's loss module (its cross entropy).
+struct LossModuleCalls {
+  int64_t count = 0;
+  nn::HookHandle handle;
+  explicit LossModuleCalls(SingleTeacherDistill& algorithm) {
+    auto& loss_module = nn::find_module(algorithm.teacher(), "head.loss_module");
+    handle = loss_module.add_forward_hook([this](nn::Module&, const nn::Inputs&, torch::Tensor&) { ++count; });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("The teacher runs forward_tensor without autograd; KD losses are those of its loss pass",
+          "[distill]") {
+  // The same weights twice; the second one records the teacher's loss inputs, which only its
+  // loss pass computes.
+  torch::manual_seed(0);
+  auto forward_only = build(kd_config());
+  Json with_labels = kd_config();
+  with_labels["distiller"]["teacher_recorders"]["labels"] = {{"type", "ModuleInputs"},
+                                                             {"source", "head.loss_module"}};
+  torch::manual_seed(0);
+  auto loss_pass = build(with_labels);
+  CHECK_FALSE(forward_only->teacher_runs_loss());
+  CHECK(loss_pass->teacher_runs_loss());
+  const StateDict a = state_dict(*forward_only), b = state_dict(*loss_pass);
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) REQUIRE(torch::equal(a[i].second, b[i].second));
+
+  // Logits far from uniform, so that the KL term is not lost in float rounding.
+  for (auto* algorithm : {forward_only.get(), loss_pass.get()}) {
+    torch::NoGradGuard no_grad;
+    for (Model* model : {&algorithm->teacher(), &algorithm->architecture()}) {
+      nn::find_module(*model, "head.fc").named_parameters()["weight"].mul_(100.0);
+    }
+  }
+  LossModuleCalls forward_calls(*forward_only), loss_calls(*loss_pass);
+  forward_only->train();
+  loss_pass->train();
+  torch::manual_seed(1);
+  Batch batch{torch::randn({6, 1, 12, 12}), torch::tensor({0, 1, 2, 3, 4, 0}, torch::kLong), {}};
+  LossMap fast = forward_only->loss(batch);
+  LossMap full = loss_pass->loss(batch);
+  CHECK(forward_calls.count == 0);  // no cross entropy computed for nobody
+  CHECK(loss_calls.count == 1);
+  CHECK(loss_pass->distiller().teacher_recorders().get("labels").get(0, 1).equal(batch.targets));
+
+  REQUIRE(fast.size() == 2);
+  REQUIRE(full.size() == 2);
+  for (size_t i = 0; i < fast.size(); ++i) {
+    CHECK(fast[i].first == full[i].first);
+    CHECK(std::abs(fast[i].second.item<double>() - full[i].second.item<double>()) < 1e-6);
+  }
+  CHECK(fast[1].first == "distill.loss_kd");
+
+  // And the KD value itself, in plain LibTorch: tau^2 * KL(p_T || p_S), batch mean.
+  torch::Tensor teacher_logits = forward_only->distiller().teacher_recorders().get("fc").get();
+  torch::Tensor student_logits = forward_only->distiller().student_recorders().get("fc").get();
+  CHECK_FALSE(teacher_logits.requires_grad());  // a frozen teacher keeps no graph
+  CHECK_FALSE(teacher_logits.grad_fn());
+  const double tau = 4.0;
+  auto t = teacher_logits.to(torch::kDouble) / tau, s = student_logits.detach().to(torch::kDouble) / tau;
+  auto p_t = torch::softmax(t, 1);
+  auto expected = (p_t * (torch::log_softmax(t, 1) - torch::log_softmax(s, 1))).sum() /
+                  teacher_logits.size(0) * tau * tau;
+  REQUIRE(expected.item<double>() > 1e-3);
+  CHECK(fast[1].second.item<double>() == Approx(expected.item<double>()).epsilon(1e-5));
+}
+
+TEST_CASE("A trainable teacher runs forward_tensor with autograd and gets gradients", "[distill]") {
+  torch::manual_seed(0);
+  Json table = kd_config();
+  table["teacher_trainable"] = true;
+  table["distiller"]["distill_losses"]["loss_kd"]["teacher_detach"] = false;
+  auto algorithm = build(table);
+  CHECK_FALSE(algorithm->teacher_runs_loss());
+  LossModuleCalls calls(*algorithm);
+  algorithm->train();
+  Batch batch{torch::randn({4, 1, 12, 12}), torch::tensor({0, 1, 2, 3}, torch::kLong), {}};
+  LossMap losses = algorithm->loss(batch);
+  CHECK(calls.count == 0);
+  CHECK(algorithm->distiller().teacher_recorders().get("fc").get().requires_grad());
+  total_loss(losses).backward();
+  torch::Tensor fc_weight = nn::find_module(algorithm->teacher(), "head.fc").named_parameters()["weight"];
+  REQUIRE(fc_weight.grad().defined());
+  CHECK(fc_weight.grad().abs().sum().item<double>() > 0.0);
+}
+
+TEST_CASE("Batch augments, deliveries and the sample_idx tap keep the teacher's loss pass",
+          "[distill]") {
+  Json tap = kd_config();
+  tap["distiller"]["teacher_recorders"]["idx"] = {{"type", "Tap"}, {"source", "sample_idx"}};
+  CHECK(build(tap)->teacher_runs_loss());
+
+  Json augmented = kd_config();
+  augmented["teacher"]["train_cfg"] = {{"augments", Json::array({{{"type", "Mixup"}, {"alpha", 0.8}}})}};
+  CHECK(build(augmented)->teacher_runs_loss());
+
+  Json delivered = augmented;
+  delivered["architecture"]["train_cfg"] = augmented["teacher"]["train_cfg"];
+  delivered["distiller"]["distill_deliveries"] = {
+      {"augments", {{"source", "batch_augments"}, {"max_keep_data", 1}}}};
+  delivered["teacher"].erase("train_cfg");
+  CHECK(build(delivered)->teacher_runs_loss());
+
+  // A tap that the forward pass publishes too does not need it.
+  Json pre_logits = kd_config();
+  pre_logits["distiller"]["teacher_recorders"]["feat"] = {{"type", "Tap"}, {"source", "head.pre_logits"}};
+  CHECK_FALSE(build(pre_logits)->teacher_runs_loss());
 }
