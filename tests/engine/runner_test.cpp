@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "apps/register_all.h"
+#include "engine/checkpoint.h"
 #include "engine/default_hooks.h"
 #include "engine/runner.h"
 
@@ -171,11 +172,40 @@ TEST_CASE("Checkpoint hook keeps the last N and the best; last_checkpoint points
   std::string last;
   std::getline(in, last);
   CHECK(last == (dir / "epoch_3.pth").string());
-  int best = 0;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().filename().string().rfind("best_accuracy_top1_epoch_", 0) == 0) ++best;
+
+  // The best epoch is the first with the highest logged val accuracy (save_best keeps a later
+  // epoch only when it is strictly better), whichever epoch that turns out to be.
+  std::map<int64_t, double> top1;
+  {
+    std::ifstream scalars(dir / "scalars.jsonl");
+    for (std::string line; std::getline(scalars, line);) {
+      auto record = Json::parse(line);
+      if (record["mode"] == "val") top1[record["epoch"].get<int64_t>()] = record["accuracy/top1"];
+    }
   }
-  CHECK(best == 1);
+  REQUIRE(top1.size() == 3);
+  int64_t best_epoch = 0;
+  for (const auto& [epoch, value] : top1) {
+    if (best_epoch == 0 || value > top1.at(best_epoch)) best_epoch = epoch;
+  }
+  std::vector<std::string> best_files;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("best_", 0) == 0) best_files.push_back(name);
+  }
+  const std::string best_name = "best_accuracy_top1_epoch_" + std::to_string(best_epoch) + ".pth";
+  CHECK(best_files == std::vector<std::string>{best_name});
+  CHECK(runner.message_hub().runtime_info["best_score"].get<double>() == top1.at(best_epoch));
+  CheckpointReader best((dir / best_name).string());
+  CHECK(best.contents().meta["epoch"] == best_epoch);
+  // The best checkpoint holds that epoch's weights: the latest one's exactly when it is the
+  // last epoch.
+  CheckpointReader latest((dir / "epoch_3.pth").string());
+  bool same_weights = best.contents().model.size() == latest.contents().model.size();
+  for (size_t i = 0; same_weights && i < best.contents().model.size(); ++i) {
+    same_weights = torch::equal(best.contents().model[i].second, latest.contents().model[i].second);
+  }
+  CHECK(same_weights == (best_epoch == 3));
   CHECK(fs::exists(dir / "toy.toml"));  // the resolved config is saved with the run
 }
 

@@ -1,5 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <string>
+#include <tuple>
+
 #include <torch/torch.h>
 
 #include "algorithms/distill/self_distill.h"
@@ -43,6 +49,63 @@ Json byot_config() {
   return {{"type", "SelfDistill"}, {"architecture", classifier}, {"distiller", distiller}};
 }
 
+/// MMRazor's BYOT auxiliary block (attention mask, then DARTS separable convs down to
+/// `out_channel`, average pool, fc) written out in plain LibTorch functions over the
+/// connector's parameters, in training mode (BatchNorm on batch statistics).
+class PlainByotBlock {
+ public:
+  PlainByotBlock(const torch::nn::Module& connector, int64_t stride, int64_t pool_size)
+      : stride_(stride), pool_size_(pool_size) {
+    for (const auto& item : connector.named_parameters()) params_[item.key()] = item.value();
+  }
+
+  /// {pooled feature, logits}.
+  std::pair<torch::Tensor, torch::Tensor> operator()(const torch::Tensor& x) const {
+    auto mask = separable_conv(x, "attention", 0);
+    mask = torch::relu(batch_norm(mask, "attention.8"));
+    mask = torch::nn::functional::interpolate(
+        mask, torch::nn::functional::InterpolateFuncOptions()
+                  .scale_factor(std::vector<double>{2.0, 2.0})
+                  .mode(torch::kBilinear)
+                  .align_corners(false));
+    auto y = x * torch::sigmoid(mask);
+    // in_channel 4 -> out_channel 16: two doublings of 8 layers each.
+    y = separable_conv(y, "scala", 0);
+    y = separable_conv(y, "scala", 8);
+    auto feature = torch::avg_pool2d(y, {pool_size_, pool_size_}).reshape({x.size(0), -1});
+    return {feature, torch::linear(feature, param("fc.weight"), param("fc.bias"))};
+  }
+
+ private:
+  const torch::Tensor& param(const std::string& name) const { return params_.at(name); }
+
+  torch::Tensor batch_norm(const torch::Tensor& x, const std::string& prefix) const {
+    return torch::batch_norm(x, param(prefix + ".weight"), param(prefix + ".bias"), {}, {},
+                             /*training=*/true, 0.1, 1e-5, false);
+  }
+
+  // ReLU, depthwise 3x3 (stride), 1x1, BN, ReLU, depthwise 3x3, 1x1, BN: layers first..first+7.
+  torch::Tensor separable_conv(torch::Tensor x, const std::string& seq, int64_t first) const {
+    auto at = [&](int64_t i) { return seq + "." + std::to_string(first + i); };
+    x = torch::relu(x);
+    x = torch::conv2d(x, param(at(1) + ".weight"), {}, stride_, 1, 1, x.size(1));
+    x = torch::conv2d(x, param(at(2) + ".weight"));
+    x = torch::relu(batch_norm(x, at(3)));
+    x = torch::conv2d(x, param(at(5) + ".weight"), {}, 1, 1, 1, x.size(1));
+    x = torch::conv2d(x, param(at(6) + ".weight"));
+    return batch_norm(x, at(7));
+  }
+
+  int64_t stride_, pool_size_;
+  std::map<std::string, torch::Tensor> params_;
+};
+
+const torch::Tensor& loss_named(const LossMap& losses, const std::string& name) {
+  auto it = std::find_if(losses.begin(), losses.end(), [&](const auto& l) { return l.first == name; });
+  REQUIRE(it != losses.end());
+  return it->second;
+}
+
 }  // namespace
 
 TEST_CASE("SelfDistill (BYOT): auxiliary heads learn from labels and the network's own outputs", "[distill]") {
@@ -58,13 +121,40 @@ TEST_CASE("SelfDistill (BYOT): auxiliary heads learn from labels and the network
   CHECK(losses[0].first == "student.loss");
   CHECK(losses[1].first == "distill.loss_label");
 
-  // The label loss is the cross entropy of the auxiliary logits, computed here by hand.
+  // Each distill loss, computed here from the recorded stage-1 feature, the final logits and
+  // the pooled feature, through the auxiliary block written out in plain LibTorch.
   auto& aux = algorithm->distiller().connector("aux");
-  auto stage1 = algorithm->distiller().student_recorders().get("s1").get(1);
-  auto aux_logits = aux.forward(stage1)[1];
-  auto expected = 0.7 * torch::nll_loss(torch::log_softmax(aux_logits, 1), batch.targets);
-  const auto& label_loss = std::find_if(losses.begin(), losses.end(), [](auto& l) { return l.first == "distill.loss_label"; })->second;
-  CHECK(label_loss.item<double>() == Approx(expected.item<double>()).epsilon(1e-5));
+  const auto& student = algorithm->distiller().student_recorders();
+  const auto& teacher = algorithm->distiller().teacher_recorders();
+  torch::Tensor stage1 = student.get("s1").get(1);
+  torch::Tensor final_logits = teacher.get("fc").get().detach().to(torch::kDouble);
+  torch::Tensor pooled = teacher.get("gap").get().detach().to(torch::kDouble);
+  REQUIRE(teacher.get("labels").get(0, 1).equal(batch.targets));
+  torch::Tensor aux_feature, aux_logits;
+  {
+    torch::NoGradGuard no_grad;
+    std::tie(aux_feature, aux_logits) = PlainByotBlock(aux, /*stride=*/2, /*pool_size=*/4)(stage1);
+  }
+  aux_feature = aux_feature.to(torch::kDouble);
+  aux_logits = aux_logits.to(torch::kDouble);
+  const double n = static_cast<double>(batch.targets.size(0));
+  double label = 0;
+  for (int64_t i = 0; i < batch.targets.size(0); ++i) {
+    label -= torch::log_softmax(aux_logits[i], 0)[batch.targets[i].item<int64_t>()].item<double>();
+  }
+  label = 0.7 * label / n;
+  const double tau = 3.0;
+  auto p_t = torch::softmax(final_logits / tau, 1);
+  const double soft = 0.3 * tau * tau *
+                      (p_t * (torch::log_softmax(final_logits / tau, 1) -
+                              torch::log_softmax(aux_logits / tau, 1)))
+                          .sum()
+                          .item<double>() /
+                      n;
+  const double feat = 0.03 * std::sqrt((aux_feature - pooled).pow(2).sum().item<double>());
+  CHECK(loss_named(losses, "distill.loss_label").item<double>() == Approx(label).epsilon(1e-5));
+  CHECK(loss_named(losses, "distill.loss_soft").item<double>() == Approx(soft).epsilon(1e-4));
+  CHECK(loss_named(losses, "distill.loss_feat").item<double>() == Approx(feat).epsilon(1e-5));
 
   // Distill losses train the auxiliary head and the shallow stage, not the "teacher" (the
   // network's own final head): its records are detached.

@@ -237,10 +237,13 @@ TEST_CASE("A bad depth is a config error naming the key and the allowed values",
   auto imagenet = test::error_of([&] { build_model(classifier(r19, 512)); });
   CHECK_THAT(imagenet,
              Catch::Contains("model.backbone.depth") && Catch::Contains("18, 34, 50, 101, 152"));
+  // A config error (exit code 2), not a runtime failure.
   try {
     build_model(classifier(cifar_backbone(21), 64));
+    FAIL("a ResNet_CIFAR of depth 21 was built");
   } catch (const Error& e) {
     CHECK(e.kind() == Error::Kind::Config);
+    CHECK_THAT(e.what(), Catch::Contains("model.backbone.depth") && Catch::Contains("21"));
   }
   Json typo = {{"type", "ResNet_CIFAR"}, {"depth", 20}, {"in_channel", 1}};
   CHECK_THAT(test::error_of([&] { build_model(classifier(typo, 64)); }),
