@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "engine/config.h"
+#include "engine/dist.h"
 #include "engine/error.h"
 #include "engine/runner.h"
 #include "engine/strings.h"
@@ -34,15 +35,18 @@ std::shared_ptr<Config> bench_config(const BenchOptions& options, const std::str
   const std::string path = (fs::path(options.config_dir) / file).string();
   auto config = std::make_shared<Config>(load_config(path));
   apply_overrides(*config, {"device=\"" + options.device + "\"", "work_dir=\"" + work_dir + "\""});
+  if (options.threads > 0) apply_overrides(*config, {"num_threads=" + std::to_string(options.threads)});
   return config;
 }
 
 /// Train images per second of the runner's train_step over `timed` iterations after
-/// `warmup`, with batches from the runner's own loader.
+/// `warmup`, with batches from the runner's own loader. Under mpirun every rank trains its
+/// shard data-parallel and the figure is global: images of all ranks per second.
 double train_throughput(Runner& runner, int64_t warmup, int64_t timed) {
   Model& model = runner.model();
   OptimWrapper& optim = runner.optim_wrapper();
   DataLoader& loader = runner.train_dataloader();
+  runner.setup_data_parallel();
   RAZOR_CHECK(loader.size() >= warmup + timed, "bench: the train loader has only ", loader.size(),
               " batches, fewer than ", warmup + timed);
   model.train();
@@ -51,15 +55,18 @@ double train_throughput(Runner& runner, int64_t warmup, int64_t timed) {
   auto step = [&] {
     auto batch = loader.next();
     RAZOR_ASSERT(batch.has_value());
+    if (DataParallel* parallel = runner.data_parallel()) parallel->before_train_step();
     model.train_step(runner.to_device(*batch), optim);
-    return batch->size();
+    return batch->size() * dist::world_size();
   };
   for (int64_t i = 0; i < warmup; ++i) step();
   synchronize(runner.device());
+  dist::barrier();
   const auto start = std::chrono::steady_clock::now();
   int64_t images = 0;
   for (int64_t i = 0; i < timed; ++i) images += step();
   synchronize(runner.device());
+  dist::barrier();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return static_cast<double>(images) / seconds;
 }
@@ -80,7 +87,7 @@ Json throughput_line(const BenchOptions& options, const std::string& workload, c
     threads = torch::get_num_threads();
   }
   return {{"workload", workload}, {"metric", "train_images_per_s"}, {"value", median(values)},
-          {"device", device}, {"threads", threads}, {"repeats", values}};
+          {"device", device}, {"threads", threads}, {"ranks", dist::world_size()}, {"repeats", values}};
 }
 
 Json bench_w1(const BenchOptions& options) {
@@ -116,7 +123,7 @@ int run_bench(const BenchOptions& options) {
     Json line;
     if (w == "W1") line = bench_w1(options);
     if (w == "W2") line = throughput_line(options, "W2", "w2_kd.toml");
-    std::cout << line.dump() << std::endl;
+    if (dist::is_main()) std::cout << line.dump() << std::endl;
   }
   return 0;
 }

@@ -11,6 +11,7 @@ struct BenchOptions {
   std::string device = "cpu";
   std::string config_dir = "configs/bench";
   bool full = false;  // also the accuracy figures (full passes over the data)
+  int threads = 0;    // intra-op threads per process (0 = the workload's own setting)
 };
 
 int run_bench(const BenchOptions& options);

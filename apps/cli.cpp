@@ -3,7 +3,6 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
-#include <set>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -14,6 +13,7 @@
 #include "apps/register_all.h"
 #include "engine/checkpoint.h"
 #include "engine/config.h"
+#include "engine/dist.h"
 #include "engine/error.h"
 #include "engine/registry.h"
 #include "engine/runner.h"
@@ -35,29 +35,8 @@ int command_train(const std::string& file, const std::vector<std::string>& overr
   auto config = load_with_overrides(file, overrides);
   Runner runner(config, options);
   runner.train();
-  std::cout << "Training finished; checkpoints and logs are in " << runner.work_dir() << "\n";
+  if (dist::is_main()) std::cout << "Training finished; checkpoints and logs are in " << runner.work_dir() << "\n";
   return 0;
-}
-
-/// Testing with weights that do not belong to the model would report a random model's
-/// accuracy: every weight of the model must be in the checkpoint.
-void check_checkpoint_fits(torch::nn::Module& model, const std::string& checkpoint) {
-  CheckpointReader reader(checkpoint);
-  std::set<std::string> saved;
-  for (const auto& item : reader.contents().model) saved.insert(item.first);
-  std::vector<std::string> missing;
-  for (const auto& item : state_dict(model)) {
-    if (!saved.count(item.first)) missing.push_back(item.first);
-  }
-  if (missing.empty()) return;
-  const bool algorithm_checkpoint = std::any_of(saved.begin(), saved.end(), [](const std::string& key) {
-    return key.rfind("architecture.", 0) == 0;
-  });
-  throw config_error(checkpoint, " does not hold ", missing.size(), " of the model's weights (first: ", missing.front(),
-                     ")",
-                     algorithm_checkpoint ? ". It is an algorithm's checkpoint: test it with the algorithm's config, "
-                                            "or turn it into a plain one with `razor export CONFIG CHECKPOINT --out FILE`"
-                                          : "");
 }
 
 int command_export(const std::string& file, const std::string& checkpoint, const std::vector<std::string>& overrides,
@@ -73,10 +52,10 @@ int command_test(const std::string& file, const std::string& checkpoint,
   auto config = load_with_overrides(file, overrides);
   RAZOR_CHECK(fs::exists(checkpoint), "checkpoint not found: ", checkpoint);
   Runner runner(config, options);
-  check_checkpoint_fits(runner.model(), checkpoint);
-  runner.load_weights(checkpoint);
+  runner.load_weights(checkpoint, /*require_all=*/true);
   Metrics metrics = runner.test();
   Json result = {{"config", file}, {"checkpoint", checkpoint}, {"metrics", metrics}};
+  if (!dist::is_main()) return 0;  // every rank has the same (reduced) metrics
   for (const auto& item : metrics) std::cout << item.first << ": " << item.second << "\n";
   if (!out.empty()) {
     write_file_atomically(out, result.dump(2) + "\n");
@@ -101,6 +80,31 @@ int command_list(const std::string& registry) {
   return 0;
 }
 
+/// This process's rank as the launcher says (0 when it cannot tell).
+int launch_rank(const std::string& launcher) {
+  try {
+    return dist::is_initialized() ? dist::rank() : dist::detect_launch(launcher).rank;
+  } catch (const Error&) {
+    return 0;
+  }
+}
+
+/// "razor: error: ", with the rank in a multi-process run.
+std::string error_prefix(const std::string& launcher) {
+  int world = 1;
+  try {
+    world = dist::is_initialized() ? dist::world_size() : dist::detect_launch(launcher).world_size;
+  } catch (const Error&) {
+  }
+  return world > 1 ? "razor: error (rank " + std::to_string(launch_rank(launcher)) + "): " : "razor: error: ";
+}
+
+/// A successful multi-process command ends together: rank 0 serves the store until all are done.
+void finish_ranks() {
+  dist::barrier();
+  dist::shutdown();
+}
+
 }  // namespace
 
 int run_cli(const std::vector<std::string>& args) {
@@ -112,6 +116,7 @@ int run_cli(const std::vector<std::string>& args) {
   std::string config_file, checkpoint, out, work_dir, device, registry;
   std::vector<std::string> overrides;
   std::string resume;
+  std::string launcher = "auto";
   int64_t seed = 0;
 
   auto* train = app.add_subcommand("train", "Train a model from a config");
@@ -124,6 +129,8 @@ int run_cli(const std::vector<std::string>& args) {
       ->expected(1, -1);
   auto* train_device = train->add_option("--device", device, "auto, cpu, cuda or cuda:N (overrides the config)");
   auto* train_seed = train->add_option("--seed", seed, "Random seed (overrides the config)");
+  const char* launcher_help = "Where rank and world size come from: auto (detected), none, mpi, env";
+  train->add_option("--launcher", launcher, launcher_help);
 
   auto* test = app.add_subcommand("test", "Evaluate a checkpoint on the test set");
   test->add_option("config", config_file, "Config file (TOML)")->required();
@@ -132,6 +139,7 @@ int run_cli(const std::vector<std::string>& args) {
   test->add_option("--out", out, "Write the metrics to this JSON file");
   test->add_option("--work-dir", work_dir, "Directory for logs");
   auto* test_device = test->add_option("--device", device, "auto, cpu, cuda or cuda:N");
+  test->add_option("--launcher", launcher, launcher_help);
 
   auto* export_command = app.add_subcommand("export", "Write an algorithm's architecture (e.g. a distilled student) as a plain checkpoint");
   export_command->add_option("config", config_file, "The config the checkpoint was trained with")->required();
@@ -156,6 +164,7 @@ int run_cli(const std::vector<std::string>& args) {
   bench->add_option("--device", bench_options.device, "cpu, cuda, auto");
   bench->add_option("--configs", bench_options.config_dir, "Directory of the workload configs");
   bench->add_flag("--full", bench_options.full, "Also measure accuracy (full passes over the data)");
+  bench->add_option("--threads", bench_options.threads, "Intra-op threads per process (default: the workload's)");
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -166,6 +175,7 @@ int run_cli(const std::vector<std::string>& args) {
   }
 
   RunnerOptions options;
+  options.launcher = launcher;
   if (!work_dir.empty()) options.work_dir = work_dir;
   if (!device.empty()) options.device = device;
   try {
@@ -173,24 +183,37 @@ int run_cli(const std::vector<std::string>& args) {
       if (resume_option->count() > 0) options.resume = resume.empty() ? "auto" : resume;
       if (train_seed->count() > 0) options.seed = seed;
       (void)train_device;
-      return command_train(config_file, overrides, options);
+      const int code = command_train(config_file, overrides, options);
+      finish_ranks();
+      return code;
     }
     if (*test) {
       (void)test_device;
-      return command_test(config_file, checkpoint, overrides, options, out);
+      const int code = command_test(config_file, checkpoint, overrides, options, out);
+      finish_ranks();
+      return code;
     }
     if (*export_command) return command_export(config_file, checkpoint, overrides, out);
     if (*print) return command_config_print(config_file, overrides);
     if (*list) return command_list(registry);
-    if (*bench) return run_bench(bench_options);
+    if (*bench) {
+      const int code = run_bench(bench_options);
+      finish_ranks();
+      return code;
+    }
   } catch (const Error& e) {
-    std::cerr << "razor: error: " << e.what() << "\n";
-    return e.kind() == Error::Kind::Config ? 2 : 1;
+    // Every rank reads the same config: a config error is printed once, by rank 0.
+    const bool config = e.kind() == Error::Kind::Config;
+    if (!config || launch_rank(launcher) == 0) std::cerr << error_prefix(launcher) << e.what() << "\n";
+    dist::shutdown();
+    return config ? 2 : 1;
   } catch (const c10::Error& e) {
-    std::cerr << "razor: error: " << e.what_without_backtrace() << "\n";
+    std::cerr << error_prefix(launcher) << e.what_without_backtrace() << "\n";
+    dist::shutdown();
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "razor: error: " << e.what() << "\n";
+    std::cerr << error_prefix(launcher) << e.what() << "\n";
+    dist::shutdown();
     return 1;
   }
   return 2;

@@ -16,6 +16,7 @@ DistributedSampler::Options sampler_options(const ThreadedDataLoader::Options& o
   out.rank = options.rank;
   out.world_size = options.world_size;
   out.drop_last = false;  // pad by wrapping: every rank runs the same number of steps
+  out.even = options.even_shards;
   return out;
 }
 
@@ -144,6 +145,7 @@ void register_data_loader() {
     options.seed = context.seed;
     options.rank = context.rank;
     options.world_size = context.world_size;
+    options.even_shards = context.even_shards;
     Args dataset_args = args.sub("dataset");
     auto dataset = build_dataset(dataset_args, context);
     return std::make_shared<ThreadedDataLoader>(std::move(dataset), options);

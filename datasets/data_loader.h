@@ -43,6 +43,8 @@ class ThreadedDataLoader : public DataLoader {
     /// Sharding: this process reads every world_size-th sample from rank.
     int rank = 0;
     int world_size = 1;
+    /// Equal shards (padded by wrapping) for training; uneven, unpadded ones for evaluation.
+    bool even_shards = true;
   };
 
   ThreadedDataLoader(std::shared_ptr<const Dataset> dataset, Options options);

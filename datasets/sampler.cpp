@@ -15,7 +15,10 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, Options options)
               " is not in [0, ", options_.world_size, ")");
   RAZOR_CHECK(dataset_size_ > 0, "the dataset is empty");
   const int64_t world = options_.world_size;
-  per_rank_ = options_.drop_last ? dataset_size_ / world : (dataset_size_ + world - 1) / world;
+  const int64_t rank = options_.rank;
+  per_rank_ = !options_.even        ? (dataset_size_ - rank + world - 1) / world
+              : options_.drop_last ? dataset_size_ / world
+                                   : (dataset_size_ + world - 1) / world;
   RAZOR_CHECK(per_rank_ > 0, "the dataset has ", dataset_size_, " samples, fewer than the ", world,
               " processes (drop_last leaves none)");
 }
@@ -31,7 +34,7 @@ std::vector<int64_t> DistributedSampler::indices() const {
     }
   }
   const int64_t world = options_.world_size;
-  const int64_t total = per_rank_ * world;
+  const int64_t total = options_.even ? per_rank_ * world : dataset_size_;
   std::vector<int64_t> out;
   out.reserve(static_cast<size_t>(per_rank_));
   for (int64_t k = options_.rank; k < total; k += world) {

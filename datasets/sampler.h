@@ -18,6 +18,9 @@ class DistributedSampler {
     int world_size = 1;
     /// Drop the tail that does not divide evenly among ranks instead of padding.
     bool drop_last = false;
+    /// Pad (or drop) so that every rank gets as many samples. Evaluation turns it off: each
+    /// sample is then counted once, and the ranks' shards differ in length by at most one.
+    bool even = true;
   };
 
   DistributedSampler(int64_t dataset_size, Options options);
@@ -25,7 +28,7 @@ class DistributedSampler {
   void set_epoch(int64_t epoch) { epoch_ = epoch; }
   int64_t epoch() const { return epoch_; }
 
-  /// Samples this rank gets per epoch (equal on all ranks).
+  /// Samples this rank gets per epoch (equal on all ranks when `even`).
   int64_t size() const { return per_rank_; }
 
   /// This rank's dataset indices for the current epoch, in order.

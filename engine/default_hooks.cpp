@@ -6,6 +6,7 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "engine/dist.h"
 #include "engine/logging.h"
 #include "engine/runner.h"
 
@@ -71,13 +72,11 @@ void IterTimerHook::after_train_iter(Runner& runner, int64_t, const Batch&, cons
 
 namespace {
 
-std::string loss_fields(const Runner& runner_const, const LossMap& outputs) {
-  (void)runner_const;
-  std::string text;
-  for (const auto& item : outputs) {
-    text += fmt::format("  {}: {:.4f}", item.first, item.second.item<double>());
-  }
-  return text;
+/// The logged values, read from the device only here, when a line is due.
+std::vector<std::pair<std::string, double>> read_values(const LossMap& outputs) {
+  std::vector<std::pair<std::string, double>> values;
+  for (const auto& item : outputs) values.emplace_back(item.first, item.second.item<double>());
+  return values;
 }
 
 }  // namespace
@@ -88,27 +87,41 @@ void LoggerHook::after_train_iter(Runner& runner, int64_t batch_idx, const Batch
   auto& scalars = runner.message_hub().scalars;
   const int64_t per_epoch = runner.train_dataloader().size();
   const bool by_epoch = runner.train_loop().by_epoch();
+  // By epoch, count within the epoch (as MMEngine does); by iteration, globally.
+  const int64_t count = by_epoch ? batch_idx + 1 : runner.iter();
+  const bool due = count % interval_ == 0 || (by_epoch && batch_idx + 1 == per_epoch);
+  const bool progress = stdout_is_terminal() && runner.write_files();
+  if (!due && !progress) return;  // nothing to format, nothing to read from the device
+  if (due) {
+    last_values_ = read_values(outputs);
+    for (const auto& item : last_values_) scalars[item.first] = item.second;
+  }
+  std::string fields;
+  for (const auto& item : last_values_) fields += fmt::format("  {}: {:.4f}", item.first, item.second);
+  // Global throughput: every rank trains a batch per iteration.
+  const double images_per_s = scalars["time"] > 0
+      ? static_cast<double>(runner.train_dataloader().batch_size() * dist::world_size()) / scalars["time"]
+      : 0.0;
   const std::string position =
       by_epoch ? fmt::format("Epoch(train) [{}][{:>{}}/{}]", runner.epoch() + 1, batch_idx + 1,
                              std::to_string(per_epoch).size(), per_epoch)
                : fmt::format("Iter(train) [{:>{}}/{}]", runner.iter(),
                              std::to_string(runner.max_iters()).size(), runner.max_iters());
   const std::string text =
-      fmt::format("{}  lr: {:.4e}  eta: {}  time: {:.4f}  data_time: {:.4f}{}", position,
-                  scalars["lr"], format_duration(scalars["eta"]), scalars["time"],
-                  scalars["data_time"], loss_fields(runner, outputs));
-  // By epoch, count within the epoch (as MMEngine does); by iteration, globally.
-  const int64_t count = by_epoch ? batch_idx + 1 : runner.iter();
-  const bool due = count % interval_ == 0 || (by_epoch && batch_idx + 1 == per_epoch);
-  if (stdout_is_terminal()) {
+      fmt::format("{}  lr: {:.4e}  eta: {}  time: {:.4f}  data_time: {:.4f}  images/s: {:.0f}{}",
+                  position, scalars["lr"], format_duration(scalars["eta"]), scalars["time"],
+                  scalars["data_time"], images_per_s, fields);
+  if (progress) {
     print_progress(text);
   } else if (due) {
     spdlog::info(text);
   }
   if (due) {
-    Json record = {{"mode", "train"}, {"epoch", runner.epoch() + 1}, {"iter", runner.iter()},
-                   {"lr", scalars["lr"]}, {"time", scalars["time"]}, {"data_time", scalars["data_time"]}};
-    for (const auto& item : outputs) record[item.first] = item.second.item<double>();
+    Json record = {{"mode", "train"},           {"epoch", runner.epoch() + 1},
+                   {"iter", runner.iter()},        {"lr", scalars["lr"]},
+                   {"time", scalars["time"]},      {"data_time", scalars["data_time"]},
+                   {"images_per_s", images_per_s}};
+    for (const auto& item : last_values_) record[item.first] = item.second;
     runner.log_scalars(record);
   }
 }
@@ -116,7 +129,7 @@ void LoggerHook::after_train_iter(Runner& runner, int64_t batch_idx, const Batch
 void LoggerHook::after_train_epoch(Runner&) { end_progress(); }
 
 void LoggerHook::eval_progress(Runner& runner, int64_t index, bool is_test) {
-  if (!stdout_is_terminal()) return;
+  if (!stdout_is_terminal() || !runner.write_files()) return;
   DataLoader& loader = is_test ? runner.test_dataloader() : runner.val_dataloader();
   print_progress(fmt::format("Epoch({}) [{}/{}]", is_test ? "test" : "val", index + 1, loader.size()));
 }
@@ -168,6 +181,8 @@ void CheckpointHook::before_train(Runner& runner) {
 }
 
 void CheckpointHook::save(Runner& runner, const std::string& filename) {
+  // Never a checkpoint of a diverged model (a collective: every rank checks).
+  runner.train_loop().check_finite();
   if (!runner.write_files()) return;
   const std::string path = runner.save_checkpoint(filename);
   if (std::find(kept_.begin(), kept_.end(), path) == kept_.end()) kept_.push_back(path);

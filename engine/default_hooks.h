@@ -46,6 +46,8 @@ class LoggerHook : public Hook {
   void eval_progress(Runner&, int64_t index, bool is_test);
   int64_t interval_;
   int64_t start_iter_ = 0;
+  /// The values of the last logged iteration (the progress line repeats them in between).
+  std::vector<std::pair<std::string, double>> last_values_;
 };
 
 /// Sets the scheduled optimiser values before each iteration.

@@ -1,9 +1,11 @@
 #include "engine/loop.h"
 
 #include <cmath>
+#include <limits>
 
 #include <torch/torch.h>
 
+#include "engine/dist.h"
 #include "engine/runner.h"
 
 namespace razor {
@@ -11,18 +13,49 @@ namespace razor {
 void TrainLoop::run_iter(int64_t batch_idx, const Batch& batch) {
   runner_.call_hooks([&](Hook& h) { h.before_train_iter(runner_, batch_idx, batch); });
   const Batch on_device = runner_.to_device(batch);
+  if (DataParallel* parallel = runner_.data_parallel()) parallel->before_train_step();
   LossMap outputs = runner_.model().train_step(on_device, runner_.optim_wrapper());
-  for (const auto& item : outputs) {
-    const double value = item.second.item<double>();
-    if (item.first == "loss" && !std::isfinite(value)) {
-      throw runtime_error("the loss is ", value, " at iteration ", iter_ + 1, " (epoch ", epoch_ + 1,
-                          ", batch ", batch_idx + 1,
-                          "); stopping. Lower the learning rate or add clip_grad to optim_wrapper.");
-    }
-    runner_.message_hub().scalars[item.first] = value;
-  }
   ++iter_;
+  // Remember the first non-finite loss on the device: reading it here would make every
+  // step wait for the device.
+  for (const auto& item : outputs) {
+    if (item.first != "loss") continue;
+    const torch::Tensor loss = item.second.detach().reshape({});
+    if (!first_bad_iter_.defined()) {
+      first_bad_iter_ = torch::full({}, std::numeric_limits<int64_t>::max(),
+                                    torch::TensorOptions(torch::kLong).device(loss.device()));
+      first_bad_value_ = torch::zeros({}, loss.options().dtype(torch::kDouble));
+    }
+    const torch::Tensor fresh = torch::isfinite(loss).logical_not() &
+                                first_bad_iter_.eq(std::numeric_limits<int64_t>::max());
+    first_bad_iter_ = torch::where(fresh, torch::full({}, iter_, first_bad_iter_.options()), first_bad_iter_);
+    first_bad_value_ = torch::where(fresh, loss.to(torch::kDouble), first_bad_value_);
+  }
+  const bool epoch_end = by_epoch() && batch_idx + 1 == runner_.train_dataloader().size();
+  if (iter_ % check_interval_ == 0 || epoch_end || iter_ == max_iters()) check_finite();
   runner_.call_hooks([&](Hook& h) { h.after_train_iter(runner_, batch_idx, batch, outputs); });
+}
+
+void TrainLoop::check_finite() {
+  if (!first_bad_iter_.defined()) {
+    first_bad_iter_ = torch::full({}, std::numeric_limits<int64_t>::max(), torch::kLong);
+    first_bad_value_ = torch::zeros({}, torch::kDouble);
+  }
+  // [first bad iteration here, the same negated]: a MIN over the ranks finds the earliest.
+  torch::Tensor flag = torch::stack({first_bad_iter_.to(torch::kDouble), first_bad_value_}).cpu();
+  torch::Tensor reduced = flag.clone();
+  if (dist::world_size() > 1) {
+    torch::Tensor earliest = flag.narrow(0, 0, 1).clone();
+    dist::all_reduce(earliest, dist::ReduceOp::Min);
+    reduced[0] = earliest[0];
+  }
+  const double bad_iter = reduced[0].item<double>();
+  if (bad_iter >= static_cast<double>(std::numeric_limits<int64_t>::max()) / 2) return;
+  const bool here = flag[0].item<double>() == bad_iter;
+  throw runtime_error("the loss is ", here ? std::to_string(flag[1].item<double>()) : std::string("not finite"),
+                      " at iteration ", static_cast<int64_t>(bad_iter),
+                      dist::world_size() > 1 && !here ? " on another rank" : "",
+                      "; stopping. Lower the learning rate or add clip_grad to optim_wrapper.");
 }
 
 void TrainLoop::maybe_validate(int64_t completed, int64_t total) {
@@ -77,6 +110,8 @@ class EpochBasedTrainLoop : public TrainLoop {
     max_epochs_ = args.require<int64_t>("max_epochs");
     val_begin_ = args.get<int64_t>("val_begin", 1);
     val_interval_ = args.get<int64_t>("val_interval", 1);
+    check_interval_ = args.get<int64_t>("check_interval", 50);
+    RAZOR_CHECK(check_interval_ >= 1, args.where("check_interval"), ": must be >= 1");
     RAZOR_CHECK(max_epochs_ >= 1, args.where("max_epochs"), ": must be >= 1, got ", max_epochs_);
     RAZOR_CHECK(val_interval_ >= 1, args.where("val_interval"), ": must be >= 1");
   }
@@ -84,12 +119,21 @@ class EpochBasedTrainLoop : public TrainLoop {
   void run() override {
     runner_.call_hooks([&](Hook& h) { h.before_train(runner_); });
     DataLoader& loader = runner_.train_dataloader();
-    // A resumed run may stop mid-epoch only in iteration-based training; epochs restart whole.
+    const int64_t per_epoch = loader.size();
+    RAZOR_CHECK(per_epoch > 0, "train_dataloader yields no batches");
+    // A checkpoint taken by iteration may sit inside an epoch: resume at the next batch of
+    // that epoch's shuffle.
+    int64_t skip = iter_ - epoch_ * per_epoch;
+    RAZOR_RUNTIME_CHECK(skip >= 0 && skip < per_epoch, "the checkpoint's position (epoch ", epoch_,
+                        ", iteration ", iter_, ") does not fit ", per_epoch,
+                        " batches per epoch: was the batch size or the data changed?");
     while (epoch_ < max_epochs_) {
       runner_.call_hooks([&](Hook& h) { h.before_train_epoch(runner_); });
       runner_.model().train();
-      loader.start();
-      int64_t batch_idx = 0;
+      loader.set_epoch(epoch_);
+      loader.start(skip);
+      int64_t batch_idx = skip;
+      skip = 0;
       while (auto batch = loader.next()) run_iter(batch_idx++, *batch);
       ++epoch_;
       runner_.call_hooks([&](Hook& h) { h.after_train_epoch(runner_); });
@@ -112,6 +156,8 @@ class IterBasedTrainLoop : public TrainLoop {
     max_iters_ = args.require<int64_t>("max_iters");
     val_begin_ = args.get<int64_t>("val_begin", 1);
     val_interval_ = args.get<int64_t>("val_interval", 1000);
+    check_interval_ = args.get<int64_t>("check_interval", 50);
+    RAZOR_CHECK(check_interval_ >= 1, args.where("check_interval"), ": must be >= 1");
     RAZOR_CHECK(max_iters_ >= 1, args.where("max_iters"), ": must be >= 1, got ", max_iters_);
     RAZOR_CHECK(val_interval_ >= 1, args.where("val_interval"), ": must be >= 1");
   }

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <memory>
 
+#include <torch/types.h>
+
 #include "engine/hook.h"
 #include "engine/metric.h"
 #include "engine/registry.h"
@@ -33,6 +35,11 @@ class TrainLoop : public Loop {
   /// Whether checkpoints, logs and schedules count in epochs.
   virtual bool by_epoch() const = 0;
 
+  /// Fails (on every rank) if a loss was NaN or infinite on any rank since the last check.
+  /// The loop checks every `check_interval` iterations and at the end of each epoch, and the
+  /// checkpoint hook before each save; in between nothing waits on the device.
+  void check_finite();
+
  protected:
   explicit TrainLoop(Runner& runner) : runner_(runner) {}
   /// Runs one train step with its hooks; fails on a NaN or infinite loss.
@@ -45,6 +52,13 @@ class TrainLoop : public Loop {
   int64_t iter_ = 0;
   int64_t val_begin_ = 1;
   int64_t val_interval_ = 1;
+  /// Iterations between finite-loss checks (train_cfg.check_interval).
+  int64_t check_interval_ = 50;
+
+ private:
+  /// The first iteration whose loss was not finite, on the device; max int64 if none.
+  torch::Tensor first_bad_iter_;
+  torch::Tensor first_bad_value_;
 };
 
 /// One pass over a loader with the model in eval mode, computing metrics.

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "engine/dist.h"
+
 namespace razor {
 
 Accuracy::Accuracy(std::vector<int64_t> topk) : topk_(std::move(topk)) { reset(); }
@@ -31,6 +33,21 @@ std::map<std::string, double> Accuracy::compute() {
   return out;
 }
 
+torch::Tensor Accuracy::summable_state() const {
+  // Doubles count exactly up to 2^53 samples.
+  std::vector<double> values(correct_.begin(), correct_.end());
+  values.push_back(static_cast<double>(total_));
+  return torch::tensor(values, torch::kDouble);
+}
+
+void Accuracy::set_summable_state(const torch::Tensor& state) {
+  RAZOR_ASSERT(state.numel() == static_cast<int64_t>(topk_.size()) + 1);
+  const auto values = state.to(torch::kCPU).contiguous();
+  const double* data = values.data_ptr<double>();
+  for (size_t i = 0; i < topk_.size(); ++i) correct_[i] = static_cast<int64_t>(std::llround(data[i]));
+  total_ = static_cast<int64_t>(std::llround(data[topk_.size()]));
+}
+
 void Evaluator::reset() {
   for (auto& m : metrics_) m->reset();
 }
@@ -40,6 +57,13 @@ void Evaluator::process(const torch::Tensor& scores, const Batch& batch) {
 }
 
 std::map<std::string, double> Evaluator::compute() {
+  if (dist::world_size() > 1) {
+    for (auto& m : metrics_) {
+      torch::Tensor state = m->summable_state();
+      dist::all_reduce(state);
+      m->set_summable_state(state);
+    }
+  }
   std::map<std::string, double> out;
   for (auto& m : metrics_) {
     for (const auto& item : m->compute()) out[item.first] = item.second;

@@ -20,6 +20,10 @@ class Metric {
   virtual void process(const torch::Tensor& scores, const Batch& batch) = 0;
   /// Named results, e.g. {"accuracy/top1": 91.2}. Accuracies are percentages, as in mmcls.
   virtual std::map<std::string, double> compute() = 0;
+  /// What compute() needs, as counts that add up over the ranks' shards (evaluation is
+  /// distributed: each rank processes its shard, the states are summed, every rank computes).
+  virtual torch::Tensor summable_state() const = 0;
+  virtual void set_summable_state(const torch::Tensor& state) = 0;
 };
 
 /// Top-k accuracy ("Accuracy", topk = [1] or [1, 5]).
@@ -29,6 +33,8 @@ class Accuracy : public Metric {
   void reset() override;
   void process(const torch::Tensor& scores, const Batch& batch) override;
   std::map<std::string, double> compute() override;
+  torch::Tensor summable_state() const override;
+  void set_summable_state(const torch::Tensor& state) override;
 
  private:
   std::vector<int64_t> topk_;
@@ -42,6 +48,7 @@ class Evaluator {
   explicit Evaluator(std::vector<std::shared_ptr<Metric>> metrics) : metrics_(std::move(metrics)) {}
   void reset();
   void process(const torch::Tensor& scores, const Batch& batch);
+  /// Sums every metric's state over the ranks, then computes.
   std::map<std::string, double> compute();
 
  private:

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include "engine/data_parallel.h"
 #include "engine/error.h"
 #include "engine/optim_wrapper_dict.h"
 #include "engine/strings.h"
@@ -26,8 +27,12 @@ void OptimWrapper::initialize_count_status(int64_t inner_count, int64_t max_coun
   max_counts_ = max_counts;
 }
 
-void OptimWrapper::backward(const torch::Tensor& loss) {
-  loss.backward();
+void OptimWrapper::backward(const torch::Tensor& loss, bool sync) {
+  if (sync_ && sync) {
+    sync_->backward(loss);
+  } else {
+    loss.backward();
+  }
   ++inner_count_;
 }
 
@@ -40,9 +45,11 @@ void OptimWrapper::update_params(const torch::Tensor& loss) {
       window = max_counts_ - last_window_start;
     }
   }
-  backward(window == 1 ? loss : loss / static_cast<double>(window));
-  const bool boundary = inner_count_ % accumulative_counts_ == 0 ||
-                        (max_counts_ > 0 && inner_count_ == max_counts_);
+  // Only the backward that ends an accumulation window averages gradients over the ranks
+  // (DistributedDataParallel's no_sync for the others).
+  const int64_t count = inner_count_ + 1;
+  const bool boundary = count % accumulative_counts_ == 0 || (max_counts_ > 0 && count == max_counts_);
+  backward(window == 1 ? loss : loss / static_cast<double>(window), boundary);
   if (boundary) {
     step();
     zero_grad();

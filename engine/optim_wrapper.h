@@ -23,6 +23,8 @@ struct ClipGradOptions {
   double norm_type = 2.0;
 };
 
+class GradientSync;
+
 class OptimWrapper {
  public:
   OptimWrapper(std::shared_ptr<torch::optim::Optimizer> optimizer,
@@ -34,7 +36,9 @@ class OptimWrapper {
   /// loss / accumulative_counts -> backward -> (every accumulative_counts calls, or at the
   /// last of `max_counts`) clip, step, zero_grad.
   virtual void update_params(const torch::Tensor& loss);
-  virtual void backward(const torch::Tensor& loss);
+  /// Backward from `loss`; with a GradientSync attached and `sync`, the gradients are
+  /// averaged over the ranks as they are produced (data_parallel.h).
+  virtual void backward(const torch::Tensor& loss, bool sync = true);
   virtual void step();
   virtual void zero_grad();
 
@@ -55,7 +59,11 @@ class OptimWrapper {
   virtual void set(const std::string& name, size_t group, double value);
   virtual size_t num_groups() const;
 
+  /// Data parallelism: averages this optimiser's gradients over the ranks.
+  void set_gradient_sync(std::shared_ptr<GradientSync> sync) { sync_ = std::move(sync); }
+
  private:
+  std::shared_ptr<GradientSync> sync_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
   std::vector<torch::Tensor> parameters_;
   int64_t accumulative_counts_;

@@ -90,7 +90,7 @@ std::vector<std::string> OptimWrapperDict::names() const {
 }
 
 void OptimWrapperDict::update_params(const torch::Tensor&) { single_optimiser_error(names(), "update_params"); }
-void OptimWrapperDict::backward(const torch::Tensor&) { single_optimiser_error(names(), "backward"); }
+void OptimWrapperDict::backward(const torch::Tensor&, bool) { single_optimiser_error(names(), "backward"); }
 void OptimWrapperDict::step() { single_optimiser_error(names(), "step"); }
 
 void OptimWrapperDict::zero_grad() {

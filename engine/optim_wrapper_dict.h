@@ -42,7 +42,7 @@ class OptimWrapperDict : public OptimWrapper {
   /// One optimiser's operations: errors here, since the model must say which optimiser
   /// steps (MMEngine raises NotImplementedError for them too).
   void update_params(const torch::Tensor& loss) override;
-  void backward(const torch::Tensor& loss) override;
+  void backward(const torch::Tensor& loss, bool sync = true) override;
   void step() override;
   /// Clears the gradients of every optimiser.
   void zero_grad() override;

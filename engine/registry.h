@@ -27,6 +27,8 @@ struct BuildContext {
   /// This process's place among the processes of a run (data sharding).
   int rank = 0;
   int world_size = 1;
+  /// Data shards of equal length (training) or each sample exactly once (evaluation).
+  bool even_shards = true;
 };
 
 /// Every registry, by name, for `razor list`.

@@ -10,6 +10,7 @@
 
 #include "engine/checkpoint.h"
 #include "engine/default_hooks.h"
+#include "engine/dist.h"
 #include "engine/logging.h"
 #include "engine/optim_wrapper_dict.h"
 #include "engine/strings.h"
@@ -25,7 +26,8 @@ std::vector<std::string> runner_keys() {
           "load_from",        "resume",          "model",          "train_dataloader",
           "val_dataloader",   "test_dataloader", "train_cfg",      "val_cfg",
           "test_cfg",         "val_evaluator",   "test_evaluator", "optim_wrapper",
-          "param_scheduler",  "default_hooks",   "custom_hooks"};
+          "param_scheduler",  "default_hooks",   "custom_hooks",   "dist_timeout",
+          "sync_bn",          "model_wrapper_cfg", "diff_rank_seed", "dtype"};
 }
 
 namespace {
@@ -71,6 +73,12 @@ Runner::~Runner() = default;
 
 Args Runner::root_args() { return Args(config_->tree, "", config_); }
 
+BuildContext Runner::build_context(bool even_shards) {
+  BuildContext context{this, seed_, dist::rank(), dist::world_size()};
+  context.even_shards = even_shards;
+  return context;
+}
+
 void Runner::setup_environment() {
   Args root = root_args();
   // Unknown top-level keys are typos (components check their own tables).
@@ -92,6 +100,11 @@ void Runner::setup_environment() {
   // "auto": channels_last on the CPU, where oneDNN trains ResNet-20 1.4x faster with it
   // (scripts/bench W1); contiguous on CUDA until measured there.
   channels_last_ = memory_format == "channels_last" || (memory_format == "auto" && device_.is_cpu());
+  // float64 is for numerical checks (rounding differences stay far below any tolerance).
+  const std::string dtype = root.get("dtype", "float32");
+  RAZOR_CHECK(dtype == "float32" || dtype == "float64", root.where("dtype"),
+              ": expected \"float32\" or \"float64\", got \"", dtype, "\"");
+  dtype_ = dtype == "float64" ? torch::kDouble : torch::kFloat;
 
   // Debian's LibTorch starts with one thread; default to every core.
   const int64_t threads = root.get<int64_t>("num_threads", 0);
@@ -106,18 +119,35 @@ void Runner::setup_environment() {
   // Values below 1e-38 (gradients late in a decayed schedule) are flushed to zero: on the CPU
   // denormal arithmetic is many times slower and changes no result that matters.
   at::globalContext().setFlushDenormal(true);
-  torch::manual_seed(seed_);
+  // Many processes: join the process group before anything is built (dist.h).
+  const double timeout_s = root.get<double>("dist_timeout", 1800.0);
+  RAZOR_CHECK(timeout_s > 0, root.where("dist_timeout"), ": must be > 0 seconds, got ", timeout_s);
+  dist::InitOptions dist_options;
+  dist_options.launcher = options_.launcher;
+  dist_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  dist_options.device = device_;
+  dist::init(dist_options);
+  if (device_.is_cuda() && dist::world_size() > 1 && !options_.device) {
+    // One GPU per process on a host.
+    device_ = torch::Device(torch::kCUDA, static_cast<int>(dist::local_rank() % torch::cuda::device_count()));
+  }
+  write_files_ = options_.write_files && dist::is_main();
+  // Per-rank seeds vary dropout-like randomness across ranks (MMEngine's diff_rank_seed);
+  // the data's randomness is per sample and the initial weights are broadcast either way.
+  const bool diff_rank_seed = root.get<bool>("diff_rank_seed", false);
+  torch::manual_seed(seed_ + (diff_rank_seed ? static_cast<uint64_t>(dist::rank()) : 0));
 
   std::string log_file;
-  if (options_.write_files) {
+  if (write_files_) {
     std::error_code ec;
     fs::create_directories(work_dir_, ec);
     RAZOR_RUNTIME_CHECK(!ec, "cannot create the work dir ", work_dir_, ": ", ec.message());
     log_file = (fs::path(work_dir_) / "razor.log").string();
   }
   const std::string log_level = root.get("log_level", "info");
-  setup_logging(log_file, options_.log_level ? *options_.log_level : log_level);
-  if (options_.write_files) {
+  // Other ranks print warnings and errors only.
+  setup_logging(log_file, !dist::is_main() ? "warn" : options_.log_level ? *options_.log_level : log_level);
+  if (write_files_) {
     write_file_atomically((fs::path(work_dir_) / (config_stem(config_->file) + ".toml")).string(),
                           to_toml(config_->tree));
   }
@@ -129,10 +159,18 @@ std::shared_ptr<Model> Runner::model_ptr() {
   if (!model_) {
     Args root = root_args();
     Args args = root.sub("model");
-    BuildContext context{this, seed_, 0, 1};
+    BuildContext context = build_context();
     torch::manual_seed(seed_);  // the same initial weights whatever was built before
     model_ = build_model_as<Model>(args, context, "a model (it has no loss/predict)");
     model_->to(device_);
+    if (dtype_ != torch::kFloat) {
+      // Floating tensors only: counters such as num_batches_tracked stay integers.
+      torch::NoGradGuard no_grad;
+      for (auto& p : model_->parameters()) p.set_data(p.to(dtype_));
+      for (auto& b : model_->buffers()) {
+        if (b.is_floating_point()) b.set_data(b.to(dtype_));
+      }
+    }
     if (channels_last_) {
       torch::NoGradGuard no_grad;
       for (auto& p : model_->parameters()) {
@@ -174,7 +212,8 @@ std::shared_ptr<DataLoader> Runner::build_dataloader(const std::string& key) {
   Args root = root_args();
   RAZOR_CHECK(root.has(key), config_->file, ": the config has no \"", key, "\" table");
   Args args = root.sub(key);
-  BuildContext context{this, seed_, 0, 1};
+  // Evaluation counts each sample once: unpadded shards.
+  BuildContext context = build_context(/*even_shards=*/key == "train_dataloader");
   return dataloader_registry().build(args, context, "DataLoader");
 }
 
@@ -223,7 +262,7 @@ TrainLoop& Runner::train_loop() {
   if (!train_loop_) {
     Args root = root_args();
     Args args = root.sub("train_cfg");
-    BuildContext context{this, seed_, 0, 1};
+    BuildContext context = build_context();
     auto loop = loop_registry().build(args, context, "EpochBasedTrainLoop");
     train_loop_ = std::dynamic_pointer_cast<TrainLoop>(loop);
     if (!train_loop_) args.fail("type", "is not a train loop");
@@ -238,6 +277,7 @@ int64_t Runner::max_iters() { return train_loop().max_iters(); }
 
 Batch Runner::to_device(const Batch& batch) const {
   Batch out = batch.to(device_, /*non_blocking=*/device_.is_cuda());
+  if (out.inputs.is_floating_point() && out.inputs.scalar_type() != dtype_) out.inputs = out.inputs.to(dtype_);
   if (channels_last_ && out.inputs.dim() == 4) {
     out.inputs = out.inputs.contiguous(at::MemoryFormat::ChannelsLast);
   }
@@ -263,7 +303,7 @@ void Runner::build_hooks() {
       {"sampler_seed", "DistSamplerSeedHook"}};
   Json table = root.has("default_hooks") ? root.raw("default_hooks") : Json::object();
   Args section(table, "default_hooks", config_);
-  BuildContext context{this, seed_, 0, 1};
+  BuildContext context = build_context();
   for (const auto& item : default_hooks) {
     // Absent or `true`: the hook with its defaults; `false`: none; a table: configured.
     const Json* value = table.contains(item.first) ? &section.raw(item.first) : nullptr;
@@ -294,7 +334,7 @@ void Runner::call_hooks(const std::function<void(Hook&)>& fn) {
 }
 
 void Runner::log_scalars(const Json& record) {
-  if (!options_.write_files) return;
+  if (!write_files_) return;
   if (!scalars_file_) {
     const std::string path = (fs::path(work_dir_) / "scalars.jsonl").string();
     scalars_file_ = std::make_unique<std::ofstream>(path, std::ios::app);
@@ -385,9 +425,18 @@ void Runner::resume_from(const std::string& path) {
   spdlog::info("Resumed from {} at epoch {}, iteration {}", path, epoch(), iter());
 }
 
-void Runner::load_weights(const std::string& path) {
+void Runner::load_weights(const std::string& path, bool require_all) {
   CheckpointReader reader(path);
   LoadReport report = load_state_dict(model(), reader.contents().model, /*strict=*/false, path);
+  if (require_all && !report.missing.empty()) {
+    const bool algorithm_checkpoint = std::any_of(report.unexpected.begin(), report.unexpected.end(),
+                                                  [](const std::string& key) { return key.rfind("architecture.", 0) == 0; });
+    throw config_error(path, " does not hold ", report.missing.size(), " of the model's weights (first: ",
+                       report.missing.front(), ")",
+                       algorithm_checkpoint ? ". It is an algorithm's checkpoint: test it with the algorithm's config, "
+                                              "or turn it into a plain one with `razor export CONFIG CHECKPOINT --out FILE`"
+                                            : "");
+  }
   if (!report.missing.empty()) {
     spdlog::warn("{}: missing keys (left as initialised): {}", path, join(report.missing, ", "));
   }
@@ -412,6 +461,7 @@ void Runner::train() {
     load_weights(root.require<std::string>("load_from"));
   }
   optim_wrapper().initialize_count_status(loop.iter(), loop.max_iters());
+  setup_data_parallel();
   spdlog::info("razor {}: training {} on {} for {} {}; work dir {}", kVersion, experiment_name_,
                device_.str(), loop.by_epoch() ? loop.max_epochs() : loop.max_iters(),
                loop.by_epoch() ? "epochs" : "iterations", work_dir_);
@@ -420,9 +470,32 @@ void Runner::train() {
   call_hooks([&](Hook& h) { h.after_run(*this); });
 }
 
+void Runner::setup_data_parallel() {
+  Args root = root_args();
+  const bool sync_bn = root.get<bool>("sync_bn", false);
+  DataParallelOptions options;
+  if (root.has("model_wrapper_cfg")) {
+    Args wrapper = root.sub("model_wrapper_cfg");
+    const std::string type = wrapper.get("type", "DistributedDataParallel");
+    if (type != "DistributedDataParallel" && type != "MMDistributedDataParallel") {
+      wrapper.fail("type", "unknown model wrapper \"" + type + "\" (DistributedDataParallel)");
+    }
+    options.find_unused_parameters = wrapper.get<bool>("find_unused_parameters", false);
+    options.broadcast_buffers = wrapper.get<bool>("broadcast_buffers", true);
+    options.bucket_cap_mb = wrapper.get<int64_t>("bucket_cap_mb", 25);
+    RAZOR_CHECK(options.bucket_cap_mb >= 1, wrapper.where("bucket_cap_mb"), ": must be >= 1");
+    wrapper.finish();
+  }
+  if (dist::world_size() == 1 || data_parallel_) return;
+  data_parallel_ = std::make_unique<DataParallel>(model(), options, sync_bn);
+  data_parallel_->attach(optim_wrapper());
+  spdlog::info("data parallel over {} ranks: gradients averaged by c10d's Reducer{}{}", dist::world_size(),
+               sync_bn ? ", SyncBatchNorm" : "", options.find_unused_parameters ? ", find_unused_parameters" : "");
+}
+
 std::shared_ptr<EvalLoop> Runner::build_eval_loop(const std::string& key, const std::string& default_type) {
   Args root = root_args();
-  BuildContext context{this, seed_, 0, 1};
+  BuildContext context = build_context();
   Json fallback = {{"type", default_type}};
   Args args = root.has(key) ? root.sub(key) : Args(fallback, key, config_);
   auto loop = std::dynamic_pointer_cast<EvalLoop>(loop_registry().build(args, context, default_type));

@@ -17,6 +17,7 @@
 
 #include "engine/config.h"
 #include "engine/data.h"
+#include "engine/data_parallel.h"
 #include "engine/hook.h"
 #include "engine/loop.h"
 #include "engine/metric.h"
@@ -37,6 +38,8 @@ struct RunnerOptions {
   bool write_files = true;
   /// Overrides the config's log_level (the benchmarks keep stdout for their JSON lines).
   std::optional<std::string> log_level;
+  /// Where rank and world size come from: "auto", "none", "mpi" or "env" (dist.h).
+  std::string launcher = "auto";
 };
 
 /// The latest logged values and run-wide information (MMEngine's MessageHub).
@@ -82,8 +85,16 @@ class Runner {
   const std::string& experiment_name() const { return experiment_name_; }
   torch::Device device() const { return device_; }
   bool channels_last() const { return channels_last_; }
+  /// The floating-point type of the model and its inputs (config `dtype`).
+  torch::Dtype dtype() const { return dtype_; }
   uint64_t seed() const { return seed_; }
-  bool write_files() const { return options_.write_files; }
+  /// Whether this process writes logs, checkpoints and results (rank 0 only).
+  bool write_files() const { return write_files_; }
+  /// The data parallelism of a multi-process training run; null in one process.
+  DataParallel* data_parallel() { return data_parallel_.get(); }
+  /// Makes it (when the world size is above 1) for the model and optimiser wrapper; train()
+  /// calls it, after loading weights.
+  void setup_data_parallel();
 
   /// Moves a batch to the run's device (and memory format).
   Batch to_device(const Batch& batch) const;
@@ -100,13 +111,16 @@ class Runner {
   /// Restores everything save_checkpoint wrote (for --resume).
   void resume_from(const std::string& path);
   /// Loads model weights only (load_from, razor test).
-  void load_weights(const std::string& path);
+  /// With `require_all`, a model weight missing from the file is an error instead of a
+  /// warning (testing would otherwise measure a randomly initialised model).
+  void load_weights(const std::string& path, bool require_all = false);
 
   /// Writes one JSON object per line to scalars.jsonl in the work dir (rank 0 only).
   void log_scalars(const Json& record);
 
  private:
   Args root_args();
+  BuildContext build_context(bool even_shards = true);
   std::shared_ptr<DataLoader> build_dataloader(const std::string& key);
   std::shared_ptr<Evaluator> build_evaluator(const std::string& key);
   std::shared_ptr<EvalLoop> build_eval_loop(const std::string& key, const std::string& default_type);
@@ -120,7 +134,10 @@ class Runner {
   std::string experiment_name_;
   torch::Device device_ = torch::kCPU;
   bool channels_last_ = false;
+  torch::Dtype dtype_ = torch::kFloat;
   uint64_t seed_ = 0;
+  bool write_files_ = true;
+  std::unique_ptr<DataParallel> data_parallel_;
 
   std::shared_ptr<Model> model_;
   std::shared_ptr<OptimWrapper> optim_wrapper_;

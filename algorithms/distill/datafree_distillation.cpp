@@ -1,20 +1,16 @@
 #include "algorithms/distill/datafree_distillation.h"
 
-#include <cmath>
-#include <filesystem>
+#include "algorithms/distill/teacher_loading.h"
 
-#include <spdlog/spdlog.h>
+#include <cmath>
+
 #include <torch/torch.h>
 
 #include "components/nn/module.h"
-#include "engine/checkpoint.h"
-#include "engine/config.h"
 #include "engine/optim_wrapper_dict.h"
 #include "engine/strings.h"
 
 namespace razor {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -193,39 +189,17 @@ namespace {
 /// `teachers.NAME = { build_cfg = { cfg_path = FILE } | { type = ... }, ckpt_path = FILE }`
 /// (MMRazor's keys). cfg_path is a razor config whose [model] is the teacher, relative to the
 /// working directory or else to the config file that set it; ckpt_path is a razor checkpoint.
-std::shared_ptr<Model> build_teacher(Args& args, const BuildContext& context) {
+std::shared_ptr<Model> build_datafree_teacher(Args& args, const BuildContext& context) {
   Args build_cfg = args.sub("build_cfg");
   std::shared_ptr<Model> teacher;
   if (build_cfg.has("cfg_path")) {
-    std::string file = build_cfg.require<std::string>("cfg_path");
-    if (fs::path(file).is_relative() && !fs::exists(file) && build_cfg.config()) {
-      const fs::path from = fs::path(build_cfg.config()->origin_of(join_key(build_cfg.path(), "cfg_path"))).parent_path() / file;
-      if (fs::exists(from)) file = from.string();
-    }
-    RAZOR_CHECK(fs::exists(file), build_cfg.where("cfg_path"), ": config file not found: ", file);
+    teacher = build_model_from_config_file(build_cfg, "cfg_path", context);
     build_cfg.finish();
-    auto config = std::make_shared<Config>(load_config(file));
-    RAZOR_CHECK(config->tree.contains("model"), build_cfg.where("cfg_path"), ": ", file, " has no [model] table");
-    Args teacher_args(config->tree.at("model"), "model", config);
-    teacher = build_model_as<Model>(teacher_args, context, "a teacher model");
   } else {
     teacher = build_model_as<Model>(build_cfg, context, "a teacher model");
+    nn::assign_paths(*teacher);
   }
-  nn::assign_paths(*teacher);
-  // Asked for even when absent, so that a misspelt key is answered with "ckpt_path".
-  if (const auto ckpt_path = args.optional<std::string>("ckpt_path")) {
-    const std::string path = *ckpt_path;
-    RAZOR_CHECK(fs::exists(path), args.where("ckpt_path"), ": checkpoint not found: ", path);
-    CheckpointReader reader(path);
-    try {
-      load_state_dict(*teacher, reader.contents().model, /*strict=*/true, path);
-    } catch (const Error& e) {
-      throw e.with_context(args.where("ckpt_path") + ": the checkpoint does not fit the teacher");
-    }
-    spdlog::info("Loaded the teacher {} from {}", args.path(), path);
-  } else {
-    spdlog::warn("{}: no ckpt_path: the teacher keeps its random initial weights", args.where());
-  }
+  load_teacher_checkpoint(*teacher, args, "ckpt_path");
   return teacher;
 }
 
@@ -238,7 +212,7 @@ std::shared_ptr<torch::nn::Module> build_datafree(Args& args, const BuildContext
   DataFreeDistillation::Teachers teachers;
   for (const auto& item : teacher_table.table().items()) {
     Args teacher_args = teacher_table.sub(item.key());
-    teachers.emplace_back(item.key(), build_teacher(teacher_args, context));
+    teachers.emplace_back(item.key(), build_datafree_teacher(teacher_args, context));
     teacher_args.finish();
   }
   if (teachers.empty()) {

@@ -1,21 +1,17 @@
 #include "algorithms/distill/single_teacher_distill.h"
 
-#include <filesystem>
+#include "algorithms/distill/teacher_loading.h"
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "components/architectures/image_classifier.h"
 #include "components/nn/module.h"
-#include "engine/checkpoint.h"
-#include "engine/config.h"
 #include "engine/hook.h"
-#include "engine/runner.h"
 #include "engine/strings.h"
+#include "engine/runner.h"
 
 namespace razor {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -110,7 +106,7 @@ LossMap SingleTeacherDistill::loss(const Batch& batch) {
 
 namespace {
 
-std::shared_ptr<Model> build_teacher(Args& args, const BuildContext& context) {
+std::shared_ptr<Model> build_single_teacher(Args& args, const BuildContext& context) {
   const bool has_table = args.has("teacher");
   const bool has_file = args.has("teacher_cfg");
   if (has_table == has_file) {
@@ -120,34 +116,11 @@ std::shared_ptr<Model> build_teacher(Args& args, const BuildContext& context) {
   if (has_table) {
     Args teacher_args = args.sub("teacher");
     teacher = build_model_as<Model>(teacher_args, context, "a teacher model");
+    nn::assign_paths(*teacher);
   } else {
-    std::string file = args.require<std::string>("teacher_cfg");
-    // A relative path is taken from the working directory, else from the config file that
-    // set it (configs name their teachers relative to themselves).
-    if (fs::path(file).is_relative() && !fs::exists(file) && args.config()) {
-      const fs::path from = fs::path(args.config()->origin_of(args.path().empty() ? "teacher_cfg" : args.path() + ".teacher_cfg")).parent_path() / file;
-      if (fs::exists(from)) file = from.string();
-    }
-    RAZOR_CHECK(fs::exists(file), args.where("teacher_cfg"), ": config file not found: ", file);
-    auto config = std::make_shared<Config>(load_config(file));
-    RAZOR_CHECK(config->tree.contains("model"), args.where("teacher_cfg"), ": ", file, " has no [model] table");
-    Args teacher_args(config->tree.at("model"), "model", config);
-    teacher = build_model_as<Model>(teacher_args, context, "a teacher model");
+    teacher = build_model_from_config_file(args, "teacher_cfg", context);
   }
-  nn::assign_paths(*teacher);
-  if (args.has("teacher_ckpt")) {
-    const std::string path = args.require<std::string>("teacher_ckpt");
-    RAZOR_CHECK(fs::exists(path), args.where("teacher_ckpt"), ": checkpoint not found: ", path);
-    CheckpointReader reader(path);
-    try {
-      load_state_dict(*teacher, reader.contents().model, /*strict=*/true, path);
-    } catch (const Error& e) {
-      throw e.with_context(args.where("teacher_ckpt") + ": the teacher checkpoint does not fit the teacher");
-    }
-    spdlog::info("Loaded the teacher from {}", path);
-  } else {
-    spdlog::warn("{}: no teacher_ckpt: the teacher keeps its random initial weights", args.where());
-  }
+  load_teacher_checkpoint(*teacher, args, "teacher_ckpt");
   return teacher;
 }
 
@@ -156,7 +129,7 @@ std::shared_ptr<SingleTeacherDistill> build_single_teacher_distill(Args& args, c
   Args student_args = args.sub("architecture");
   auto student = build_model_as<Model>(student_args, context, "a student architecture");
   nn::assign_paths(*student);
-  auto teacher = build_teacher(args, context);
+  auto teacher = build_single_teacher(args, context);
   SingleTeacherDistillOptions options;
   options.teacher_trainable = args.get<bool>("teacher_trainable", false);
   options.teacher_norm_eval = args.get<bool>("teacher_norm_eval", true);

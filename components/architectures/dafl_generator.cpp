@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include "components/nn/activation.h"
 #include "components/nn/conv.h"
 #include "engine/error.h"
 
@@ -21,14 +22,6 @@ class LeakyReLU : public nn::Module {
 
  private:
   double slope_;
-};
-
-class Tanh : public nn::Module {
- public:
-  Tanh() : nn::Module("Tanh") {}
-
- protected:
-  torch::Tensor forward(const torch::Tensor& input) override { return torch::tanh(input); }
 };
 
 /// PyTorch's nn.Conv2d initialisation (kaiming_uniform with a = sqrt(5): bound 1/sqrt(fan_in)
@@ -80,7 +73,7 @@ DAFLGenerator::DAFLGenerator(const DAFLGeneratorOptions& options)
   conv_blocks2_->push_back(std::make_shared<nn::BatchNorm2d>(hidden / 2, options.bn_eps));
   conv_blocks2_->push_back(std::make_shared<LeakyReLU>(options.leaky_slope));
   conv_blocks2_->push_back(conv3x3(hidden / 2, options.out_channels));
-  conv_blocks2_->push_back(std::make_shared<Tanh>());
+  conv_blocks2_->push_back(std::make_shared<nn::Tanh>());
   // affine=False in MMRazor: the output is standardised per channel, like normalised images.
   auto last_bn = conv_blocks2_->push_back(std::make_shared<nn::BatchNorm2d>(options.out_channels));
   last_bn->weight.set_requires_grad(false);

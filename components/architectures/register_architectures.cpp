@@ -14,6 +14,7 @@
 #include "components/architectures/global_average_pooling.h"
 #include "components/architectures/image_classifier.h"
 #include "components/architectures/mobilenet_v2.h"
+#include "components/architectures/lenet.h"
 #include "components/architectures/resnet.h"
 #include "components/nn/cross_entropy_loss.h"
 #include "engine/model.h"
@@ -178,6 +179,9 @@ void register_architectures() {
   registry.add("ResNet", build_resnet);
   registry.add("ResNet_CIFAR", build_resnet_cifar);
   registry.add("MobileNetV2", build_mobilenet_v2);
+  registry.add("LeNet5", [](Args& args, const BuildContext&) -> ModulePtr {
+    return std::make_shared<LeNet5>(positive(args, "in_channels", 1));
+  });
   registry.add("GlobalAveragePooling", build_global_average_pooling);
   registry.add("ClsHead", build_cls_head);
   registry.add("LinearClsHead", build_linear_cls_head);

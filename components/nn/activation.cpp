@@ -19,8 +19,10 @@ torch::Tensor Hardsigmoid::forward(const torch::Tensor& input) { return torch::h
 
 torch::Tensor Sigmoid::forward(const torch::Tensor& input) { return torch::sigmoid(input); }
 
+torch::Tensor Tanh::forward(const torch::Tensor& input) { return torch::tanh(input); }
+
 std::vector<std::string> activation_names() {
-  return {"ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "Sigmoid"};
+  return {"ReLU", "ReLU6", "Hardswish", "Hardsigmoid", "Sigmoid", "Tanh"};
 }
 
 std::shared_ptr<Module> make_activation(const std::string& type) {
@@ -29,6 +31,7 @@ std::shared_ptr<Module> make_activation(const std::string& type) {
   if (type == "Hardswish" || type == "HSwish") return std::make_shared<Hardswish>();
   if (type == "Hardsigmoid" || type == "HSigmoid") return std::make_shared<Hardsigmoid>();
   if (type == "Sigmoid") return std::make_shared<Sigmoid>();
+  if (type == "Tanh") return std::make_shared<Tanh>();
   const auto names = activation_names();
   throw config_error("unknown activation \"", type, "\"", did_you_mean(type, names),
                      " (known: ", join(names, ", "), ")");

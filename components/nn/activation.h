@@ -51,11 +51,19 @@ class Sigmoid : public Module {
   torch::Tensor forward(const torch::Tensor& input) override;
 };
 
+class Tanh : public Module {
+ public:
+  Tanh() : Module("Tanh") {}
+
+ protected:
+  torch::Tensor forward(const torch::Tensor& input) override;
+};
+
 /// The activation names `make_activation` knows.
 std::vector<std::string> activation_names();
 
 /// An activation by its config name ("ReLU", "ReLU6", "Hardswish", "Hardsigmoid",
-/// "Sigmoid"); an unknown name is a config error naming the nearest one.
+/// "Sigmoid", "Tanh"); an unknown name is a config error naming the nearest one.
 std::shared_ptr<Module> make_activation(const std::string& type);
 
 }  // namespace razor::nn

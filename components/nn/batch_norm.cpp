@@ -4,9 +4,83 @@
 
 #include <ostream>
 
+#include "engine/dist.h"
 #include "engine/error.h"
 
 namespace razor::nn {
+
+namespace {
+
+/// Batch normalisation over the batches of every rank (PyTorch's SyncBatchNorm semantics):
+/// the mean and biased variance of the global batch normalise, and backward all-reduces the
+/// two sums the input gradient needs. The weight and bias gradients stay local: the
+/// data-parallel gradient average sums them over the ranks.
+class SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& input,
+                               const torch::Tensor& weight, const torch::Tensor& bias,
+                               torch::Tensor running_mean, torch::Tensor running_var, double eps,
+                               double momentum) {
+    const int64_t channels = input.size(1);
+    const std::vector<int64_t> dims = {0, 2, 3};
+    // Double sums: the variance as E[x^2] - E[x]^2 is exact enough only in double.
+    const torch::Tensor x = input.to(torch::kDouble);
+    torch::Tensor stats = torch::cat({x.sum(dims), (x * x).sum(dims),
+                                      torch::full({1}, static_cast<double>(input.numel() / channels),
+                                                  x.options())});
+    dist::all_reduce(stats);
+    const torch::Tensor count = stats.narrow(0, 2 * channels, 1);
+    const torch::Tensor mean = stats.narrow(0, 0, channels) / count;
+    const torch::Tensor var = (stats.narrow(0, channels, channels) / count - mean * mean).clamp_min(0);
+    const torch::Tensor invstd = (var + eps).rsqrt();
+    {
+      torch::NoGradGuard no_grad;
+      const double n = count.item<double>();
+      running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
+      running_var.mul_(1 - momentum)
+          .add_((var * (n / std::max(n - 1, 1.0))).to(running_var.scalar_type()), momentum);
+    }
+    const auto shape = std::vector<int64_t>{1, channels, 1, 1};
+    const torch::Tensor mean_f = mean.to(input.scalar_type()).view(shape);
+    const torch::Tensor invstd_f = invstd.to(input.scalar_type()).view(shape);
+    const torch::Tensor normalized = (input - mean_f) * invstd_f;
+    ctx->save_for_backward({normalized, weight, invstd_f});
+    ctx->saved_data["count"] = count.item<double>();
+    return normalized * weight.view(shape) + bias.view(shape);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& normalized = saved[0];
+    const torch::Tensor& weight = saved[1];
+    const torch::Tensor& invstd = saved[2];
+    const double count = ctx->saved_data["count"].toDouble();
+    const torch::Tensor dy = grads[0];
+    const int64_t channels = dy.size(1);
+    const std::vector<int64_t> dims = {0, 2, 3};
+    const torch::Tensor grad_bias = dy.sum(dims);
+    const torch::Tensor grad_weight = (dy * normalized).sum(dims);
+    torch::Tensor sums = torch::cat({grad_bias, grad_weight}).to(torch::kDouble);
+    dist::all_reduce(sums);
+    const auto shape = std::vector<int64_t>{1, channels, 1, 1};
+    const torch::Tensor mean_dy = (sums.narrow(0, 0, channels) / count).to(dy.scalar_type()).view(shape);
+    const torch::Tensor mean_dy_xhat =
+        (sums.narrow(0, channels, channels) / count).to(dy.scalar_type()).view(shape);
+    const torch::Tensor grad_input =
+        (dy - mean_dy - normalized * mean_dy_xhat) * (invstd * weight.view(shape));
+    return {grad_input, grad_weight, grad_bias, torch::Tensor(), torch::Tensor(), torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor sync_batch_norm(const torch::Tensor& input, const torch::Tensor& weight,
+                              const torch::Tensor& bias, torch::Tensor running_mean,
+                              torch::Tensor running_var, double eps, double momentum) {
+  return SyncBatchNormFunction::apply(input, weight, bias, running_mean, running_var, eps, momentum);
+}
 
 BatchNorm2d::BatchNorm2d(int64_t num_features, double eps, double momentum)
     : Module("BatchNorm2d"), num_features_(num_features), eps_(eps), momentum_(momentum) {
@@ -24,6 +98,9 @@ BatchNorm2d::BatchNorm2d(int64_t num_features, double eps, double momentum)
 torch::Tensor BatchNorm2d::forward(const torch::Tensor& input) {
   const bool training = is_training();
   if (training) num_batches_tracked.add_(1);
+  if (training && sync_across_ranks_) {
+    return sync_batch_norm(input, weight, bias, running_mean, running_var, eps_, momentum_);
+  }
   return torch::batch_norm(input, weight, bias, running_mean, running_var, training, momentum_,
                            eps_,
                            /*cudnn_enabled=*/true);

@@ -4,19 +4,24 @@
 #include <cstdint>
 
 #include "components/nn/module.h"
+#include "engine/data_parallel.h"
 
 namespace razor::nn {
 
 /// Training mode normalises with batch statistics and updates the running ones
 /// (running = (1 - momentum) * running + momentum * batch, unbiased variance), exactly as
 /// torch::batch_norm does; eval mode normalises with the running statistics.
-class BatchNorm2d : public Module {
+/// With sync_across_ranks (the config's `sync_bn = true` in a multi-process run) training
+/// statistics are those of the global batch, forward and backward (SyncBatchNorm).
+class BatchNorm2d : public Module, public CrossRankNorm {
  public:
   explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1);
   int64_t num_features() const { return num_features_; }
   double eps() const { return eps_; }
   double momentum() const { return momentum_; }
   void pretty_print(std::ostream& stream) const override;
+  void set_sync_across_ranks(bool on) override { sync_across_ranks_ = on; }
+  bool sync_across_ranks() const { return sync_across_ranks_; }
 
   torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
@@ -26,6 +31,13 @@ class BatchNorm2d : public Module {
  private:
   int64_t num_features_;
   double eps_, momentum_;
+  bool sync_across_ranks_ = false;
 };
+
+/// Training-mode batch normalisation with the statistics of every rank's batch (world size 1:
+/// of this batch alone, equal to torch::batch_norm). Updates the running statistics.
+torch::Tensor sync_batch_norm(const torch::Tensor& input, const torch::Tensor& weight,
+                              const torch::Tensor& bias, torch::Tensor running_mean,
+                              torch::Tensor running_var, double eps, double momentum);
 
 }  // namespace razor::nn

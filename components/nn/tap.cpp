@@ -13,7 +13,7 @@ struct TapTable {
   uint64_t next_id = 1;
 };
 
-TapTable& table() {
+TapTable& tap_table() {
   static TapTable instance;
   return instance;
 }
@@ -21,7 +21,7 @@ TapTable& table() {
 }  // namespace
 
 void tap(const std::string& name, const std::vector<torch::Tensor>& values) {
-  auto& t = table();
+  auto& t = tap_table();
   std::vector<TapListener::Callback> callbacks;
   {
     std::lock_guard<std::mutex> lock(t.mutex);
@@ -34,7 +34,7 @@ void tap(const std::string& name, const std::vector<torch::Tensor>& values) {
 }
 
 TapListener::TapListener(std::string name, Callback callback) : name_(std::move(name)) {
-  auto& t = table();
+  auto& t = tap_table();
   std::lock_guard<std::mutex> lock(t.mutex);
   id_ = t.next_id++;
   t.listeners[name_][id_] = std::move(callback);
@@ -44,7 +44,7 @@ TapListener::~TapListener() { remove(); }
 
 void TapListener::remove() {
   if (!id_) return;
-  auto& t = table();
+  auto& t = tap_table();
   std::lock_guard<std::mutex> lock(t.mutex);
   auto it = t.listeners.find(name_);
   if (it != t.listeners.end()) {
@@ -55,7 +55,7 @@ void TapListener::remove() {
 }
 
 size_t num_tap_listeners() {
-  auto& t = table();
+  auto& t = tap_table();
   std::lock_guard<std::mutex> lock(t.mutex);
   size_t n = 0;
   for (const auto& item : t.listeners) n += item.second.size();

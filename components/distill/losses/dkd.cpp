@@ -5,12 +5,12 @@
 namespace razor::distill {
 
 namespace {
-const std::vector<std::string> kReductions = {"batchmean", "sum", "mean"};
+const std::vector<std::string> kDkdReductions = {"batchmean", "sum", "mean"};
 }
 
 DKDLoss::DKDLoss(DKDLossOptions options)
     : DistillLoss("DKDLoss", options.loss_weight), options_(std::move(options)) {
-  check_choice("DKDLoss", "reduction", options_.reduction, kReductions);
+  check_choice("DKDLoss", "reduction", options_.reduction, kDkdReductions);
 }
 
 std::shared_ptr<DistillLoss> DKDLoss::from_args(Args& args, const BuildContext&) {
@@ -18,7 +18,7 @@ std::shared_ptr<DistillLoss> DKDLoss::from_args(Args& args, const BuildContext&)
   options.tau = args.get<double>("tau", options.tau);
   options.alpha = args.get<double>("alpha", options.alpha);
   options.beta = args.get<double>("beta", options.beta);
-  options.reduction = read_choice(args, "reduction", options.reduction, kReductions);
+  options.reduction = read_choice(args, "reduction", options.reduction, kDkdReductions);
   options.loss_weight = args.get<double>("loss_weight", options.loss_weight);
   return std::make_shared<DKDLoss>(options);
 }

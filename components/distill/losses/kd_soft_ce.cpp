@@ -5,18 +5,18 @@
 namespace razor::distill {
 
 namespace {
-const std::vector<std::string> kReductions = {"none", "mean", "sum"};
+const std::vector<std::string> kSoftCeReductions = {"none", "mean", "sum"};
 }
 
 KDSoftCELoss::KDSoftCELoss(KDSoftCELossOptions options)
     : DistillLoss("KDSoftCELoss", options.loss_weight), options_(std::move(options)) {
-  check_choice("KDSoftCELoss", "reduction", options_.reduction, kReductions);
+  check_choice("KDSoftCELoss", "reduction", options_.reduction, kSoftCeReductions);
 }
 
 std::shared_ptr<DistillLoss> KDSoftCELoss::from_args(Args& args, const BuildContext&) {
   KDSoftCELossOptions options;
   options.tau = args.get<double>("tau", options.tau);
-  options.reduction = read_choice(args, "reduction", options.reduction, kReductions);
+  options.reduction = read_choice(args, "reduction", options.reduction, kSoftCeReductions);
   options.mult_tem_square = args.get<bool>("mult_tem_square", options.mult_tem_square);
   options.loss_weight = args.get<double>("loss_weight", options.loss_weight);
   return std::make_shared<KDSoftCELoss>(options);

@@ -5,18 +5,18 @@
 namespace razor::distill {
 
 namespace {
-const std::vector<std::string> kReductions = {"none", "batchmean", "sum", "mean"};
+const std::vector<std::string> kKlReductions = {"none", "batchmean", "sum", "mean"};
 }
 
 KLDivergence::KLDivergence(KLDivergenceOptions options)
     : DistillLoss("KLDivergence", options.loss_weight), options_(std::move(options)) {
-  check_choice("KLDivergence", "reduction", options_.reduction, kReductions);
+  check_choice("KLDivergence", "reduction", options_.reduction, kKlReductions);
 }
 
 std::shared_ptr<DistillLoss> KLDivergence::from_args(Args& args, const BuildContext&) {
   KLDivergenceOptions options;
   options.tau = args.get<double>("tau", options.tau);
-  options.reduction = read_choice(args, "reduction", options.reduction, kReductions);
+  options.reduction = read_choice(args, "reduction", options.reduction, kKlReductions);
   options.teacher_detach = args.get<bool>("teacher_detach", options.teacher_detach);
   options.loss_weight = args.get<double>("loss_weight", options.loss_weight);
   return std::make_shared<KLDivergence>(options);

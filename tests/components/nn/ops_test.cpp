@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <set>
 
+#include "components/architectures/resnet.h"
 #include "components/nn/nn.h"
 #include "engine/error.h"
 
@@ -208,4 +209,52 @@ TEST_CASE("ConvModule is conv -> bn -> activate with mmcv's names", "[nn]") {
   CHECK(linear.bn() == nullptr);
   CHECK(linear.activate() == nullptr);
   CHECK(linear.conv().bias.defined());
+}
+
+TEST_CASE("sync_batch_norm on one rank equals torch::batch_norm, forward and backward", "[nn][dist]") {
+  torch::manual_seed(0);
+  const auto x = torch::randn({8, 4, 5, 5}).mul(3).add(1).requires_grad_();
+  const auto w = torch::rand({4}).add(0.5).requires_grad_();
+  const auto b = torch::rand({4}).requires_grad_();
+  const auto dy = torch::randn({8, 4, 5, 5});
+  auto mean_ref = torch::zeros({4}), var_ref = torch::ones({4});
+  auto y_ref = torch::batch_norm(x, w, b, mean_ref, var_ref, true, 0.1, 1e-5, false);
+  const auto grads_ref = torch::autograd::grad({y_ref}, {x, w, b}, {dy});
+
+  auto mean = torch::zeros({4}), var = torch::ones({4});
+  auto y = nn::sync_batch_norm(x, w, b, mean, var, 1e-5, 0.1);
+  const auto grads = torch::autograd::grad({y}, {x, w, b}, {dy});
+  CHECK(close(y, y_ref));
+  CHECK(close(mean, mean_ref));
+  CHECK(close(var, var_ref));
+  for (size_t i = 0; i < 3; ++i) {
+    INFO("gradient " << i << ": " << (grads[i] - grads_ref[i]).norm().item<double>() / grads_ref[i].norm().item<double>());
+    CHECK(close(grads[i], grads_ref[i], 1e-5));
+  }
+}
+
+TEST_CASE("a ResNet with SyncBatchNorm on one rank has the gradients of plain BatchNorm", "[nn][dist]") {
+  auto run = [](bool sync) {
+    torch::manual_seed(0);
+    auto holder = std::make_shared<ResNet>(ResNetOptions::cifar(8).with_in_channels(1));
+    ResNet& net = *holder;
+    for (auto& module : net.modules()) {
+      if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(module.get())) bn->set_sync_across_ranks(sync);
+    }
+    net.train();
+    torch::manual_seed(1);
+    const auto x = torch::randn({16, 1, 32, 32});
+    net(x).pow(2).mean().backward();
+    std::vector<torch::Tensor> grads;
+    for (auto& p : net.parameters()) grads.push_back(p.grad().clone());
+    return grads;
+  };
+  const auto plain = run(false);
+  const auto synced = run(true);
+  REQUIRE(plain.size() == synced.size());
+  for (size_t i = 0; i < plain.size(); ++i) {
+    INFO("parameter " << i << ": "
+                      << (plain[i] - synced[i]).norm().item<double>() / plain[i].norm().item<double>());
+    CHECK((plain[i] - synced[i]).norm().item<double>() <= 1e-5 * plain[i].norm().item<double>());
+  }
 }
