@@ -1,6 +1,7 @@
 #pragma once
 // What the runner needs of a model: a torch module with loss, predict and a train step.
 // Architectures (components/) and algorithms (algorithms/) implement it.
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,20 @@
 namespace razor {
 
 class OptimWrapper;
+
+/// A value of a model that parameter schedulers may drive besides the optimiser's (a loss
+/// weight, a Gumbel temperature, a pruning ratio), by a dotted name.
+struct ScheduledValue {
+  std::function<double()> get;
+  std::function<void(double)> set;
+};
+using ScheduledValues = std::vector<std::pair<std::string, ScheduledValue>>;
+
+/// `values` with `prefix` before each name (a component's values under its child name).
+inline ScheduledValues prefixed(const std::string& prefix, ScheduledValues values) {
+  for (auto& item : values) item.first = prefix + item.first;
+  return values;
+}
 
 /// Named losses and logged values, in order. Keys containing "loss" are summed into the
 /// total that is optimised (MMEngine's parse_losses); other keys are only logged.
@@ -39,6 +54,10 @@ class Model : public torch::nn::Module {
   /// OptimWrapperDict, e.g. {"architecture", "generator"}); empty for a model trained with
   /// one optimiser. The runner checks the `optim_wrapper` table against it.
   virtual std::vector<std::string> optim_wrapper_names() const { return {}; }
+
+  /// The values a `param_scheduler` entry may name with `param_name` besides lr, momentum
+  /// and weight_decay (e.g. "distiller.distill_losses.loss_kd.loss_weight").
+  virtual ScheduledValues scheduled_values() { return {}; }
 };
 
 /// "models": architectures, backbones, necks, heads and algorithms (MMEngine's MODELS).

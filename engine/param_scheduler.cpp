@@ -197,10 +197,10 @@ void add_family(Registry<ParamScheduler>& registry, const std::string& stem) {
     return std::make_shared<T>(args, "momentum");
   });
   registry.add(stem + "ParamScheduler", [](Args& args, const BuildContext&) {
+    // An optimiser value or a model's named value: checked against both when the run's
+    // schedulers are assembled (ParamSchedulerSet), where the model is known.
     const std::string name = args.require<std::string>("param_name");
-    if (name != "lr" && name != "momentum" && name != "weight_decay") {
-      args.fail("param_name", "expected lr, momentum or weight_decay, got \"" + name + "\"");
-    }
+    RAZOR_CHECK(!name.empty(), args.where("param_name"), ": must not be empty");
     return std::make_shared<T>(args, name);
   });
 }
@@ -226,14 +226,37 @@ void register_schedulers() {
   add_family<Poly>(registry, "Poly");
 }
 
+namespace {
+
+const ScheduledValue* find_value(const ScheduledValues& values, const std::string& name) {
+  for (const auto& item : values) {
+    if (item.first == name) return &item.second;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 ParamSchedulerSet::ParamSchedulerSet(std::vector<std::shared_ptr<ParamScheduler>> schedulers,
-                                     OptimWrapper& optim)
-    : schedulers_(std::move(schedulers)), optim_(&optim) {
+                                     OptimWrapper& optim, ScheduledValues model_values)
+    : schedulers_(std::move(schedulers)), optim_(&optim), model_values_(std::move(model_values)) {
   for (const auto& scheduler : schedulers_) {
     const std::string& name = scheduler->param_name();
     const bool known = std::any_of(bases_.begin(), bases_.end(),
                                    [&](const auto& item) { return item.first == name; });
-    if (!known) bases_.emplace_back(name, optim.get(name));
+    if (known) continue;
+    if (const ScheduledValue* value = find_value(model_values_, name)) {
+      bases_.emplace_back(name, std::vector<double>{value->get()});
+      continue;
+    }
+    try {
+      bases_.emplace_back(name, optim.get(name));
+    } catch (const Error& e) {
+      std::vector<std::string> names = {"lr", "momentum", "weight_decay"};
+      for (const auto& item : model_values_) names.push_back(item.first);
+      throw config_error("param_scheduler: no value \"", name, "\" to schedule",
+                         did_you_mean(name, names), " (known: ", join(names, ", "), ")");
+    }
   }
 }
 
@@ -249,7 +272,11 @@ void ParamSchedulerSet::apply(int64_t epoch, int64_t iter) {
         if (auto* poly = dynamic_cast<Poly*>(scheduler.get())) poly->set_base(value);
         factor *= scheduler->factor(scheduler->by_epoch() ? epoch : iter);
       }
-      optim_->set(base.first, group, value * factor);
+      if (const ScheduledValue* target = find_value(model_values_, base.first)) {
+        target->set(value * factor);
+      } else {
+        optim_->set(base.first, group, value * factor);
+      }
     }
   }
 }

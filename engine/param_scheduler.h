@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/args.h"
+#include "engine/model.h"
 #include "engine/registry.h"
 
 namespace razor {
@@ -62,10 +63,12 @@ class ParamScheduler {
 Registry<ParamScheduler>& scheduler_registry();
 void register_schedulers();
 
-/// Applies schedulers to an optimiser: value(group) = base(group) * prod factor(step).
+/// Applies schedulers to an optimiser, value(group) = base(group) * prod factor(step), and to
+/// any other named value of the model (Model::scheduled_values), base * prod factor(step).
 class ParamSchedulerSet {
  public:
-  ParamSchedulerSet(std::vector<std::shared_ptr<ParamScheduler>> schedulers, OptimWrapper& optim);
+  ParamSchedulerSet(std::vector<std::shared_ptr<ParamScheduler>> schedulers, OptimWrapper& optim,
+                    ScheduledValues model_values = {});
 
   /// Sets every scheduled value for the given position in the run.
   void apply(int64_t epoch, int64_t iter);
@@ -77,6 +80,7 @@ class ParamSchedulerSet {
  private:
   std::vector<std::shared_ptr<ParamScheduler>> schedulers_;
   OptimWrapper* optim_;
+  ScheduledValues model_values_;
   std::vector<std::pair<std::string, std::vector<double>>> bases_;
 };
 

@@ -203,7 +203,7 @@ ParamSchedulerSet& Runner::schedulers() {
       scheduler->resolve(per_epoch, loop.max_epochs(), loop.max_iters());
       list.push_back(scheduler);
     }
-    schedulers_ = std::make_unique<ParamSchedulerSet>(list, optim_wrapper());
+    schedulers_ = std::make_unique<ParamSchedulerSet>(list, optim_wrapper(), model().scheduled_values());
   }
   return *schedulers_;
 }

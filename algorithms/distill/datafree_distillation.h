@@ -78,6 +78,14 @@ class DataFreeDistillation : public BaseAlgorithm {
   Generator& generator() { return *generator_; }
   const Teachers& teachers() const { return teachers_; }
   ConfigurableDistiller& distiller() { return *distiller_; }
+  /// "distiller.*" and "generator_distiller.*" loss weights for parameter schedulers.
+  ScheduledValues scheduled_values() override {
+    ScheduledValues values = prefixed("distiller.", distiller_->scheduled_values());
+    for (auto& item : prefixed("generator_distiller.", generator_distiller_->scheduled_values())) {
+      values.push_back(std::move(item));
+    }
+    return values;
+  }
   ConfigurableDistiller& generator_distiller() { return *generator_distiller_; }
   const DataFreeDistillationOptions& options() const { return options_; }
 

@@ -25,6 +25,8 @@ class SelfDistill : public BaseAlgorithm {
   /// "student.*" (the architecture's own losses, if calculate_student_loss) and "distill.*".
   LossMap loss(const Batch& batch) override;
   ConfigurableDistiller& distiller() { return *distiller_; }
+  /// "distiller.distill_losses.<name>.loss_weight" for parameter schedulers.
+  ScheduledValues scheduled_values() override { return prefixed("distiller.", distiller_->scheduled_values()); }
 
  private:
   std::shared_ptr<ConfigurableDistiller> distiller_;

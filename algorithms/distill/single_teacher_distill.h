@@ -40,6 +40,8 @@ class SingleTeacherDistill : public BaseAlgorithm {
 
   Model& teacher() { return *teacher_; }
   ConfigurableDistiller& distiller() { return *distiller_; }
+  /// "distiller.distill_losses.<name>.loss_weight" for parameter schedulers.
+  ScheduledValues scheduled_values() override { return prefixed("distiller.", distiller_->scheduled_values()); }
   /// Set by StopDistillHook: from then on only the student's own losses train it.
   void set_distillation_stopped(bool stopped) { distillation_stopped_ = stopped; }
   bool distillation_stopped() const { return distillation_stopped_; }

@@ -146,6 +146,17 @@ torch::Tensor ConfigurableDistiller::fetch(const RecordSource& source) const {
   return outputs[0];
 }
 
+ScheduledValues ConfigurableDistiller::scheduled_values() {
+  ScheduledValues values;
+  for (auto& item : losses_) {
+    DistillLoss* loss = item.second.get();
+    values.emplace_back("distill_losses." + item.first + ".loss_weight",
+                        ScheduledValue{[loss] { return loss->loss_weight(); },
+                                       [loss](double w) { loss->set_loss_weight(w); }});
+  }
+  return values;
+}
+
 LossMap ConfigurableDistiller::compute_distill_losses() {
   LossMap out;
   for (auto& loss : losses_) {

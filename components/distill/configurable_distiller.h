@@ -63,6 +63,8 @@ class ConfigurableDistiller : public torch::nn::Module {
 
   /// Each loss on its recorded inputs, by loss name, in config order.
   LossMap compute_distill_losses();
+  /// "distill_losses.<name>.loss_weight" of every loss, for parameter schedulers.
+  ScheduledValues scheduled_values();
 
  protected:
   torch::Tensor fetch(const RecordSource& source) const;

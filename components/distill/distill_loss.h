@@ -37,6 +37,8 @@ class DistillLoss : public torch::nn::Module {
   virtual torch::Tensor forward(const LossInputs& inputs) = 0;
 
   double loss_weight() const { return loss_weight_; }
+  /// Parameter schedulers change it during training (distillation weight warm-up or decay).
+  void set_loss_weight(double weight) { loss_weight_ = weight; }
 
  protected:
   double loss_weight_;

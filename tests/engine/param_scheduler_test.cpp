@@ -114,3 +114,38 @@ TEST_CASE("Scheduler config errors name the key", "[schedulers]") {
   Args typo_args = Args::of(typo, "param_scheduler[0]");
   CHECK_THROWS_WITH(scheduler_registry().build(typo_args), Catch::Contains("did you mean \"CosineAnnealingLR\""));
 }
+
+TEST_CASE("A scheduler drives a named value of the model, not only the optimiser's", "[schedulers]") {
+  Fixture f;
+  double weight = 2.0;
+  ScheduledValues values = {{"distiller.distill_losses.loss_kd.loss_weight",
+                             ScheduledValue{[&] { return weight; }, [&](double w) { weight = w; }}}};
+  std::vector<std::shared_ptr<ParamScheduler>> list;
+  Json table = {{"type", "MultiStepParamScheduler"},
+                {"param_name", "distiller.distill_losses.loss_kd.loss_weight"},
+                {"milestones", {2, 4}},
+                {"gamma", 0.5}};
+  Args args = Args::of(table, "param_scheduler");
+  list.push_back(scheduler_registry().build(args));
+  list.back()->resolve(10, 6, 60);
+  ParamSchedulerSet set(list, *f.optim, values);
+  const double expected[] = {2.0, 2.0, 1.0, 1.0, 0.5, 0.5};
+  for (int epoch = 0; epoch < 6; ++epoch) {
+    set.apply(epoch, epoch * 10);
+    CHECK(weight == Approx(expected[epoch]).epsilon(1e-12));
+    CHECK(f.lr() == Approx(0.1));  // the optimiser is left alone
+  }
+}
+
+TEST_CASE("A scheduler naming an unknown value is a config error listing the known ones", "[schedulers]") {
+  Fixture f;
+  double weight = 1.0;
+  ScheduledValues values = {{"distiller.distill_losses.loss_kd.loss_weight",
+                             ScheduledValue{[&] { return weight; }, [&](double w) { weight = w; }}}};
+  Json table = {{"type", "ConstantParamScheduler"}, {"param_name", "distiller.distill_losses.loss_kd.loss_wieght"}};
+  Args args = Args::of(table, "param_scheduler");
+  std::vector<std::shared_ptr<ParamScheduler>> list = {scheduler_registry().build(args)};
+  list.back()->resolve(10, 6, 60);
+  CHECK_THROWS_WITH(ParamSchedulerSet(list, *f.optim, values),
+                    Catch::Contains("did you mean \"distiller.distill_losses.loss_kd.loss_weight\""));
+}

@@ -240,3 +240,92 @@ TEST_CASE("load_from loads weights only; razor test reproduces validation accura
   auto metrics = tester.test();
   CHECK(metrics.at("accuracy/top1") == Approx(val_top1));
 }
+
+namespace {
+
+/// Simulates a kill after a given iteration (after its checkpoint, if one was due).
+class StopAfterIter : public Hook {
+ public:
+  explicit StopAfterIter(int64_t iter) : iter_(iter) { set_priority(kLowest); }
+  std::string name() const override { return "StopAfterIter"; }
+  void after_train_iter(Runner& runner, int64_t, const Batch&, const LossMap&) override {
+    if (runner.iter() == iter_) throw std::runtime_error("stopped");
+  }
+
+ private:
+  int64_t iter_;
+};
+
+/// Records each epoch's sample order.
+class RecordOrder : public Hook {
+ public:
+  std::string name() const override { return "RecordOrder"; }
+  void before_train_iter(Runner& runner, int64_t, const Batch& batch) override {
+    auto& order = orders[runner.epoch()];
+    for (int64_t i = 0; i < batch.indices.size(0); ++i) order.push_back(batch.indices[i].item<int64_t>());
+  }
+  std::map<int64_t, std::vector<int64_t>> orders;
+};
+
+}  // namespace
+
+TEST_CASE("An epoch-based run checkpointed by iteration resumes mid-epoch exactly", "[runner]") {
+  const std::vector<std::string> by_iter = {"default_hooks.checkpoint.by_epoch=false",
+                                            "default_hooks.checkpoint.interval=3"};
+  auto whole_dir = temp_dir("resume_iter_whole");
+  auto split_dir = temp_dir("resume_iter_split");
+  {
+    RunnerOptions options;
+    options.work_dir = whole_dir.string();
+    Runner runner(toy(2, by_iter), options);
+    runner.train();
+  }
+  {
+    RunnerOptions options;
+    options.work_dir = split_dir.string();
+    Runner runner(toy(2, by_iter), options);
+    runner.register_hook(std::make_shared<StopAfterIter>(11));
+    CHECK_THROWS_WITH(runner.train(), "stopped");
+  }
+  REQUIRE(fs::exists(split_dir / "iter_9.pth"));  // epoch 2, after its first batch
+  auto split_before = train_losses(split_dir);
+  fs::remove(split_dir / "scalars.jsonl");
+  {
+    RunnerOptions options;
+    options.work_dir = split_dir.string();
+    options.resume = (split_dir / "iter_9.pth").string();
+    Runner runner(toy(2, by_iter), options);
+    runner.train();
+    CHECK(runner.iter() == 16);
+  }
+  auto whole = train_losses(whole_dir);
+  auto resumed = train_losses(split_dir);
+  // Iterations 10..16 only, each once: nothing of epoch 2 replayed or skipped.
+  REQUIRE(resumed.size() == 7);
+  for (const auto& item : resumed) {
+    INFO("epoch " << item.first.first << ", iteration " << item.first.second);
+    REQUIRE(whole.count(item.first));
+    CHECK(item.first.second >= 10);
+    CHECK(item.second == Approx(whole[item.first]).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("Each epoch gets its own shuffle even without the sampler-seed hook", "[runner]") {
+  auto orders = [](bool hook) {
+    auto dir = temp_dir(hook ? "order_hook" : "order_nohook");
+    RunnerOptions options;
+    options.work_dir = dir.string();
+    std::vector<std::string> overrides = {"default_hooks.checkpoint=false"};
+    if (!hook) overrides.push_back("default_hooks.sampler_seed=false");
+    Runner runner(toy(2, overrides), options);
+    auto recorder = std::make_shared<RecordOrder>();
+    runner.register_hook(recorder);
+    runner.train();
+    return recorder->orders;
+  };
+  const auto without = orders(false);
+  REQUIRE(without.size() == 2);
+  CHECK(without.at(0).size() == 128);
+  CHECK(without.at(0) != without.at(1));
+  CHECK(without == orders(true));
+}
