@@ -58,7 +58,7 @@ TEST_CASE("register_all fills every registry with the expected names", "[registr
       {"models",
        {"BaseAlgorithm", "ClsHead", "CrossEntropyLoss", "DAFLDataFreeDistillation",
         "DAFLGenerator", "DataFreeDistillation", "GlobalAveragePooling", "ImageClassifier",
-        "LabelSmoothLoss", "LinearClsHead", "MobileNetV2", "OverhaulFeatureDistillation",
+        "LabelSmoothLoss", "LeNet5", "LinearClsHead", "MobileNetV2", "OverhaulFeatureDistillation",
         "ResNet", "ResNet_CIFAR", "SelfDistill", "SingleTeacherDistill"}},
       {"optimizers", {"Adam", "AdamW", "SGD"}},
       {"recorders", {"ModuleInputs", "ModuleOutputs", "Parameter", "Tap"}},
