@@ -19,6 +19,7 @@
 #ifdef RAZOR_WITH_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include "engine/error.h"
@@ -212,6 +213,14 @@ bool is_main() { return state().info.rank == 0; }
 std::string backend() { return state().backend; }
 
 c10::intrusive_ptr<c10d::ProcessGroup> process_group() { return state().group; }
+
+torch::Generator shared_generator(uint64_t seed, uint64_t stream) {
+  // splitmix64 of (seed, stream): nearby streams give unrelated seeds.
+  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (stream + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return at::detail::createCPUGenerator(z ^ (z >> 31));
+}
 
 std::string describe_failure(const std::string& what, const std::string& cause) {
   State& s = state();

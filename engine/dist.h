@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/Generator.h>
 #include <torch/types.h>
 
 #include "engine/config.h"
@@ -76,6 +77,12 @@ void broadcast(std::vector<torch::Tensor>& tensors, int root = 0);
 Json broadcast_json(const Json& value, int root = 0);
 /// Every rank's value, in rank order.
 std::vector<Json> all_gather_json(const Json& value);
+
+/// The one source of random choices that must agree across ranks (which subnet to train this
+/// iteration, which candidates to mutate): a CPU generator seeded from the run's seed and a
+/// stream (e.g. the iteration), so every rank draws the same values without communicating.
+/// Never use a rank's global generator for such choices: `diff_rank_seed` makes it differ.
+torch::Generator shared_generator(uint64_t seed, uint64_t stream);
 
 /// The c10d group for c10d's Reducer; null with world size 1.
 c10::intrusive_ptr<c10d::ProcessGroup> process_group();

@@ -174,7 +174,12 @@ std::shared_ptr<Model> Runner::model_ptr() {
     if (channels_last_) {
       torch::NoGradGuard no_grad;
       for (auto& p : model_->parameters()) {
-        if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+        if (p.dim() != 4) continue;
+        // Explicit channels_last strides: for 1x1 kernels contiguous() would keep NCHW strides
+        // (the same memory order), unlike the gradients convolution makes, and c10d's Reducer
+        // would warn that they differ.
+        const int64_t c = p.size(1), h = p.size(2), w = p.size(3);
+        p.set_data(torch::empty_strided(p.sizes(), {c * h * w, 1, w * c, c}, p.options()).copy_(p));
       }
     }
   }
