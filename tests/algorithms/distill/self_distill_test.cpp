@@ -101,7 +101,8 @@ class PlainByotBlock {
 };
 
 const torch::Tensor& loss_named(const LossMap& losses, const std::string& name) {
-  auto it = std::find_if(losses.begin(), losses.end(), [&](const auto& l) { return l.first == name; });
+  auto it = std::find_if(losses.begin(), losses.end(),
+                         [&](const auto& l) { return l.first == name; });
   REQUIRE(it != losses.end());
   return it->second;
 }

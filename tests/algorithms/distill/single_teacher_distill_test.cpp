@@ -215,7 +215,8 @@ struct LossModuleCalls {
   nn::HookHandle handle;
   explicit LossModuleCalls(SingleTeacherDistill& algorithm) {
     auto& loss_module = nn::find_module(algorithm.teacher(), "head.loss_module");
-    handle = loss_module.add_forward_hook([this](nn::Module&, const nn::Inputs&, torch::Tensor&) { ++count; });
+    handle = loss_module.add_forward_hook(
+        [this](nn::Module&, const nn::Inputs&, torch::Tensor&) { ++count; });
   }
 };
 
@@ -252,7 +253,7 @@ TEST_CASE("The teacher runs forward_tensor without autograd; KD losses are those
   Batch batch{torch::randn({6, 1, 12, 12}), torch::tensor({0, 1, 2, 3, 4, 0}, torch::kLong), {}};
   LossMap fast = forward_only->loss(batch);
   LossMap full = loss_pass->loss(batch);
-  CHECK(forward_calls.count == 0);  // no cross entropy computed for nobody
+  CHECK(forward_calls.count == 0);  // no cross entropy that nobody reads
   CHECK(loss_calls.count == 1);
   CHECK(loss_pass->distiller().teacher_recorders().get("labels").get(0, 1).equal(batch.targets));
 
@@ -270,7 +271,8 @@ TEST_CASE("The teacher runs forward_tensor without autograd; KD losses are those
   CHECK_FALSE(teacher_logits.requires_grad());  // a frozen teacher keeps no graph
   CHECK_FALSE(teacher_logits.grad_fn());
   const double tau = 4.0;
-  auto t = teacher_logits.to(torch::kDouble) / tau, s = student_logits.detach().to(torch::kDouble) / tau;
+  auto t = teacher_logits.to(torch::kDouble) / tau;
+  auto s = student_logits.detach().to(torch::kDouble) / tau;
   auto p_t = torch::softmax(t, 1);
   auto expected = (p_t * (torch::log_softmax(t, 1) - torch::log_softmax(s, 1))).sum() /
                   teacher_logits.size(0) * tau * tau;
@@ -292,7 +294,8 @@ TEST_CASE("A trainable teacher runs forward_tensor with autograd and gets gradie
   CHECK(calls.count == 0);
   CHECK(algorithm->distiller().teacher_recorders().get("fc").get().requires_grad());
   total_loss(losses).backward();
-  torch::Tensor fc_weight = nn::find_module(algorithm->teacher(), "head.fc").named_parameters()["weight"];
+  torch::Tensor fc_weight =
+      nn::find_module(algorithm->teacher(), "head.fc").named_parameters()["weight"];
   REQUIRE(fc_weight.grad().defined());
   CHECK(fc_weight.grad().abs().sum().item<double>() > 0.0);
 }
@@ -304,7 +307,8 @@ TEST_CASE("Batch augments, deliveries and the sample_idx tap keep the teacher's 
   CHECK(build(tap)->teacher_runs_loss());
 
   Json augmented = kd_config();
-  augmented["teacher"]["train_cfg"] = {{"augments", Json::array({{{"type", "Mixup"}, {"alpha", 0.8}}})}};
+  const Json mixup = Json::array({{{"type", "Mixup"}, {"alpha", 0.8}}});
+  augmented["teacher"]["train_cfg"] = {{"augments", mixup}};
   CHECK(build(augmented)->teacher_runs_loss());
 
   Json delivered = augmented;
@@ -316,6 +320,7 @@ TEST_CASE("Batch augments, deliveries and the sample_idx tap keep the teacher's 
 
   // A tap that the forward pass publishes too does not need it.
   Json pre_logits = kd_config();
-  pre_logits["distiller"]["teacher_recorders"]["feat"] = {{"type", "Tap"}, {"source", "head.pre_logits"}};
+  pre_logits["distiller"]["teacher_recorders"]["feat"] = {{"type", "Tap"},
+                                                          {"source", "head.pre_logits"}};
   CHECK_FALSE(build(pre_logits)->teacher_runs_loss());
 }
