@@ -133,10 +133,12 @@ TEST_CASE("gradient accumulation on 2 ranks equals one process with the combined
 
 TEST_CASE("razor test on 2 ranks gives exactly the single-process accuracy", "[dist]") {
   TempDir dir;
-  const std::string checkpoint = train("resnet8_syncbn_fmnist.toml", 1, 32, dir / "train");
-  for (const std::string limit : {"", " --cfg-options test_dataloader.dataset.indices=999"}) {
+  // float32 here: float64 convolutions are slow, and evaluation sums counts, exact either way.
+  const std::string float32 = "dtype=\\\"float32\\\"";
+  const std::string checkpoint = train("resnet8_syncbn_fmnist.toml", 1, 32, dir / "train", float32);
+  for (const std::string limit : {"", " test_dataloader.dataset.indices=999"}) {
     const std::string args = "test " + kConfigs + "resnet8_syncbn_fmnist.toml " + checkpoint + " --work-dir " +
-                             (dir / "test") + limit;
+                             (dir / "test") + " --cfg-options " + float32 + limit;
     REQUIRE(run(razor_command(args + " --out " + (dir / "one.json")), dir / "one.log") == 0);
     const int code = run(mpirun(2) + razor_command(args + " --out " + (dir / "two.json")), dir / "two.log");
     INFO(read_file(dir / "two.log"));
@@ -152,7 +154,7 @@ TEST_CASE("razor test on 2 ranks gives exactly the single-process accuracy", "[d
 
 TEST_CASE("a 2-rank KD run trains a student that a single-process razor test loads", "[dist]") {
   TempDir dir;
-  const std::string teacher = train("resnet8_syncbn_fmnist.toml", 1, 32, dir / "teacher");
+  const std::string teacher = train("resnet8_syncbn_fmnist.toml", 1, 32, dir / "teacher", "dtype=\\\"float32\\\"");
   train("kd_resnet8_lenet_fmnist.toml", 2, 16, dir / "kd",
         "train_cfg.max_epochs=3 model.teacher_ckpt=\\\"" + teacher + "\\\"");
   const std::string student = dir / "kd/epoch_3.pth";
