@@ -21,13 +21,8 @@ void TrainLoop::run_iter(int64_t batch_idx, const Batch& batch) {
   for (const auto& item : outputs) {
     if (item.first != "loss") continue;
     const torch::Tensor loss = item.second.detach().reshape({});
-    if (!first_bad_iter_.defined()) {
-      first_bad_iter_ = torch::full({}, std::numeric_limits<int64_t>::max(),
-                                    torch::TensorOptions(torch::kLong).device(loss.device()));
-      first_bad_value_ = torch::zeros({}, loss.options().dtype(torch::kDouble));
-    }
-    const torch::Tensor fresh = torch::isfinite(loss).logical_not() &
-                                first_bad_iter_.eq(std::numeric_limits<int64_t>::max());
+    if (!first_bad_iter_.defined()) reset_finite_check(loss.device());
+    const torch::Tensor fresh = torch::isfinite(loss).logical_not() & first_bad_iter_.eq(kNoBadIter);
     first_bad_iter_ = torch::where(fresh, torch::full({}, iter_, first_bad_iter_.options()), first_bad_iter_);
     first_bad_value_ = torch::where(fresh, loss.to(torch::kDouble), first_bad_value_);
   }
@@ -36,25 +31,23 @@ void TrainLoop::run_iter(int64_t batch_idx, const Batch& batch) {
   runner_.call_hooks([&](Hook& h) { h.after_train_iter(runner_, batch_idx, batch, outputs); });
 }
 
+void TrainLoop::reset_finite_check(const torch::Device& device) {
+  first_bad_iter_ = torch::full({}, kNoBadIter, torch::TensorOptions(torch::kLong).device(device));
+  first_bad_value_ = torch::zeros({}, torch::TensorOptions(torch::kDouble).device(device));
+}
+
 void TrainLoop::check_finite() {
-  if (!first_bad_iter_.defined()) {
-    first_bad_iter_ = torch::full({}, std::numeric_limits<int64_t>::max(), torch::kLong);
-    first_bad_value_ = torch::zeros({}, torch::kDouble);
-  }
-  // [first bad iteration here, the same negated]: a MIN over the ranks finds the earliest.
-  torch::Tensor flag = torch::stack({first_bad_iter_.to(torch::kDouble), first_bad_value_}).cpu();
-  torch::Tensor reduced = flag.clone();
-  if (dist::world_size() > 1) {
-    torch::Tensor earliest = flag.narrow(0, 0, 1).clone();
-    dist::all_reduce(earliest, dist::ReduceOp::Min);
-    reduced[0] = earliest[0];
-  }
-  const double bad_iter = reduced[0].item<double>();
-  if (bad_iter >= static_cast<double>(std::numeric_limits<int64_t>::max()) / 2) return;
-  const bool here = flag[0].item<double>() == bad_iter;
-  throw runtime_error("the loss is ", here ? std::to_string(flag[1].item<double>()) : std::string("not finite"),
-                      " at iteration ", static_cast<int64_t>(bad_iter),
-                      dist::world_size() > 1 && !here ? " on another rank" : "",
+  if (!first_bad_iter_.defined()) reset_finite_check(torch::kCPU);
+  const int64_t here = first_bad_iter_.item<int64_t>();
+  // A MIN over the ranks finds the earliest bad iteration anywhere.
+  torch::Tensor earliest = torch::full({1}, here, torch::kLong);
+  dist::all_reduce(earliest, dist::ReduceOp::Min);
+  const int64_t bad_iter = earliest.item<int64_t>();
+  if (bad_iter == kNoBadIter) return;
+  const bool on_this_rank = here == bad_iter;
+  throw runtime_error("the loss is ",
+                      on_this_rank ? std::to_string(first_bad_value_.item<double>()) : std::string("not finite"),
+                      " at iteration ", bad_iter, on_this_rank ? "" : " on another rank",
                       "; stopping. Lower the learning rate or add clip_grad to optim_wrapper.");
 }
 

@@ -2,6 +2,7 @@
 // Loops own iteration and the counters (MMEngine's loops): a train loop runs epochs or
 // iterations and calls validation; val and test loops run one pass and compute metrics.
 #include <cstdint>
+#include <limits>
 #include <memory>
 
 #include <torch/types.h>
@@ -56,7 +57,9 @@ class TrainLoop : public Loop {
   int64_t check_interval_ = 50;
 
  private:
-  /// The first iteration whose loss was not finite, on the device; max int64 if none.
+  static constexpr int64_t kNoBadIter = std::numeric_limits<int64_t>::max();
+  void reset_finite_check(const torch::Device& device);
+  /// The first iteration whose loss was not finite, on the device; kNoBadIter if none.
   torch::Tensor first_bad_iter_;
   torch::Tensor first_bad_value_;
 };
