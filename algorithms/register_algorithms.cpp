@@ -2,6 +2,7 @@
 #include "algorithms/distill/self_distill.h"
 #include "algorithms/distill/datafree_distillation.h"
 #include "algorithms/distill/single_teacher_distill.h"
+#include "algorithms/nas/nas_algorithm.h"
 #include "components/nn/module.h"
 
 namespace razor {
@@ -13,6 +14,7 @@ void register_algorithms() {
   register_distill_algorithms();
   register_datafree_distillation();
   register_self_distill();
+  register_nas_algorithms();
   // `model = { type = "BaseAlgorithm", architecture = { type = "ImageClassifier", ... } }`
   model_registry().add("BaseAlgorithm", [](Args& args, const BuildContext& context) {
     Args architecture_args = args.sub("architecture");

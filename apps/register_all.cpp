@@ -1,6 +1,7 @@
 #include "apps/register_all.h"
 
 #include "components/distill/recorder.h"
+#include "components/mutables/register_mutables.h"
 
 #include "engine/default_hooks.h"
 #include "engine/loop.h"
@@ -22,6 +23,7 @@ void register_all() {
   register_optimizers();
   register_schedulers();
   register_datasets();
+  register_mutables();
   register_architectures();
   register_distill_losses();
   register_recorders();

@@ -58,6 +58,11 @@ class Model : public torch::nn::Module {
   /// The values a `param_scheduler` entry may name with `param_name` besides lr, momentum
   /// and weight_decay (e.g. "distiller.distill_losses.loss_kd.loss_weight").
   virtual ScheduledValues scheduled_values() { return {}; }
+
+  /// Whether a training step may leave some parameters without a gradient (a one-shot NAS
+  /// step trains one path of the supernet). Multi-process training then finds the unused
+  /// parameters each step (model_wrapper_cfg.find_unused_parameters defaults to this).
+  virtual bool leaves_parameters_unused() const { return false; }
 };
 
 /// "models": architectures, backbones, necks, heads and algorithms (MMEngine's MODELS).

@@ -479,13 +479,15 @@ void Runner::setup_data_parallel() {
   Args root = root_args();
   const bool sync_bn = root.get<bool>("sync_bn", false);
   DataParallelOptions options;
+  options.find_unused_parameters = model().leaves_parameters_unused();
   if (root.has("model_wrapper_cfg")) {
     Args wrapper = root.sub("model_wrapper_cfg");
     const std::string type = wrapper.get("type", "DistributedDataParallel");
     if (type != "DistributedDataParallel" && type != "MMDistributedDataParallel") {
       wrapper.fail("type", "unknown model wrapper \"" + type + "\" (DistributedDataParallel)");
     }
-    options.find_unused_parameters = wrapper.get<bool>("find_unused_parameters", false);
+    options.find_unused_parameters =
+        wrapper.get<bool>("find_unused_parameters", options.find_unused_parameters);
     options.broadcast_buffers = wrapper.get<bool>("broadcast_buffers", true);
     options.bucket_cap_mb = wrapper.get<int64_t>("bucket_cap_mb", 25);
     RAZOR_CHECK(options.bucket_cap_mb >= 1, wrapper.where("bucket_cap_mb"), ": must be >= 1");

@@ -16,6 +16,8 @@
 #include "components/architectures/mobilenet_v2.h"
 #include "components/architectures/lenet.h"
 #include "components/architectures/resnet.h"
+#include "components/architectures/searchable_shufflenet_v2.h"
+#include "components/architectures/shufflenet_ops.h"
 #include "components/nn/cross_entropy_loss.h"
 #include "engine/model.h"
 #include "engine/strings.h"
@@ -168,6 +170,68 @@ ModulePtr build_image_classifier(Args& args, const BuildContext& context) {
   return model;
 }
 
+/// The in/out channels and stride a searchable backbone passes to each candidate block.
+struct BlockKwargs {
+  int64_t in_channels, out_channels, stride;
+};
+BlockKwargs block_kwargs(Args& args) {
+  return {positive(args, "in_channels", 1), positive(args, "out_channels", 1),
+          positive(args, "stride", 1)};
+}
+
+ModulePtr build_shuffle_block(Args& args, const BuildContext&) {
+  const auto kw = block_kwargs(args);
+  return std::make_shared<ShuffleBlock>(kw.in_channels, kw.out_channels, kw.stride,
+                                        args.require<int64_t>("kernel_size"));
+}
+
+ModulePtr build_shuffle_xception(Args& args, const BuildContext&) {
+  const auto kw = block_kwargs(args);
+  return std::make_shared<ShuffleXception>(kw.in_channels, kw.out_channels, kw.stride);
+}
+
+/// `arch_setting = [[channels, blocks], ...]` (a row may end with its own mutable table),
+/// `mutable_cfg = {type = "OneShotMutableOP", candidates = {...}}` for rows without one.
+ModulePtr build_searchable_shufflenet_v2(Args& args, const BuildContext& context) {
+  SearchableShuffleNetV2Options options;
+  const Json& rows = args.raw("arch_setting");
+  if (!rows.is_array() || rows.empty()) args.fail("arch_setting", "must be a non-empty array of [channels, blocks] rows");
+  std::vector<Json> row_cfgs;
+  options.arch_setting.clear();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Json& row = rows[i];
+    const bool ok = row.is_array() && (row.size() == 2 || row.size() == 3) && row[0].is_number_integer() &&
+                    row[1].is_number_integer() && (row.size() == 2 || row[2].is_object());
+    if (!ok) args.fail("arch_setting", "row " + std::to_string(i) + " must be [channels, blocks] or [channels, blocks, {mutable table}], got " + row.dump());
+    options.arch_setting.emplace_back(row[0].get<int64_t>(), row[1].get<int64_t>());
+    row_cfgs.push_back(row.size() == 3 ? row[2] : Json());
+  }
+  Json default_cfg;
+  if (args.has("mutable_cfg")) default_cfg = args.raw("mutable_cfg");
+  for (size_t i = 0; i < row_cfgs.size(); ++i) {
+    if (row_cfgs[i].is_null() && default_cfg.is_null()) args.fail_missing("mutable_cfg");
+  }
+  options.in_channels = positive(args, "in_channels", 3);
+  options.stem_channels = 16 * positive(args, "stem_multiplier", 1);
+  options.stem_stride = args.get<int64_t>("stem_stride", 2);
+  options.last_channels = positive(args, "last_channels", 1024);
+  options.widen_factor = args.get<double>("widen_factor", 1.0);
+  options.with_last_layer = args.get<bool>("with_last_layer", true);
+  if (options.widen_factor <= 0) args.fail("widen_factor", "must be positive");
+  if (options.stem_stride != 1 && options.stem_stride != 2) args.fail("stem_stride", "must be 1 or 2");
+  const std::string base = args.path();
+  auto config = args.config();
+  auto blocks = [&](int64_t stage, int64_t block, int64_t in, int64_t out, int64_t stride) {
+    const bool own = !row_cfgs[static_cast<size_t>(stage)].is_null();
+    Json cfg = own ? row_cfgs[static_cast<size_t>(stage)] : default_cfg;
+    cfg["module_kwargs"] = Json{{"in_channels", in}, {"out_channels", out}, {"stride", stride}};
+    Args block_args(cfg, own ? base + ".arch_setting[" + std::to_string(stage) + "][2]" : base + ".mutable_cfg", config);
+    (void)block;
+    return build_model_as<nn::Module>(block_args, context, "a searchable block");
+  };
+  return std::make_shared<SearchableShuffleNetV2>(options, blocks);
+}
+
 }  // namespace
 
 void register_architectures() {
@@ -188,6 +252,9 @@ void register_architectures() {
   registry.add("CrossEntropyLoss", build_cross_entropy);
   registry.add("LabelSmoothLoss", build_label_smooth);
   registry.add("DAFLGenerator", build_dafl_generator);
+  registry.add("SearchableShuffleNetV2", build_searchable_shufflenet_v2);
+  registry.add("ShuffleBlock", build_shuffle_block);
+  registry.add("ShuffleXception", build_shuffle_xception);
 }
 
 }  // namespace razor
