@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "algorithms/nas/evolution_search_loop.h"
+#include "algorithms/nas/nas_algorithm.h"
 #include "engine/config.h"
 #include "engine/dist.h"
 #include "engine/error.h"
@@ -108,11 +110,41 @@ Json bench_w1(const BenchOptions& options) {
   return line;
 }
 
+/// W4: candidates scored per second (BN re-estimation + top-1), over 20 random candidates
+/// after 2 warm-up ones, with the search loop's own scoring.
+Json bench_w4(const BenchOptions& options) {
+  const std::string work_dir = (fs::temp_directory_path() / "razor_bench_W4").string();
+  std::vector<double> values;
+  std::string device;
+  int threads = 0;
+  for (int r = 0; r < options.repeats; ++r) {
+    RunnerOptions runner_options;
+    runner_options.write_files = false;
+    runner_options.log_level = "error";
+    Runner runner(bench_config(options, "w4_search.toml", work_dir), runner_options);
+    auto* loop = dynamic_cast<EvolutionSearchLoop*>(&runner.train_loop());
+    auto* nas = dynamic_cast<NasAlgorithm*>(&runner.model());
+    RAZOR_ASSERT(loop && nas);
+    std::vector<Json> candidates;
+    for (int i = 0; i < 22; ++i) candidates.push_back(nas->mutator().sample_choices("random"));
+    for (int i = 0; i < 2; ++i) loop->score(candidates[i]);
+    synchronize(runner.device());
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 2; i < 22; ++i) loop->score(candidates[i]);
+    synchronize(runner.device());
+    values.push_back(20.0 / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    device = runner.device().str();
+    threads = torch::get_num_threads();
+  }
+  return {{"workload", "W4"}, {"metric", "candidates_per_s"}, {"value", median(values)}, {"device", device},
+          {"threads", threads}, {"ranks", dist::world_size()}, {"repeats", values}};
+}
+
 }  // namespace
 
 int run_bench(const BenchOptions& options) {
   RAZOR_CHECK(options.repeats >= 1, "--repeats must be >= 1");
-  const std::vector<std::string> known = {"W1", "W2"};
+  const std::vector<std::string> known = {"W1", "W2", "W3", "W4"};
   std::vector<std::string> workloads = options.workloads.empty() ? known : options.workloads;
   for (const auto& w : workloads) {
     RAZOR_CHECK(std::find(known.begin(), known.end(), w) != known.end(), "--workloads: unknown workload \"", w,
@@ -123,6 +155,8 @@ int run_bench(const BenchOptions& options) {
     Json line;
     if (w == "W1") line = bench_w1(options);
     if (w == "W2") line = throughput_line(options, "W2", "w2_kd.toml");
+    if (w == "W3") line = throughput_line(options, "W3", "w3_spos.toml");
+    if (w == "W4") line = bench_w4(options);
     if (dist::is_main()) std::cout << line.dump() << std::endl;
   }
   return 0;

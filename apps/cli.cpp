@@ -8,9 +8,12 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "apps/analyze.h"
 #include "apps/bench.h"
 #include "apps/export.h"
 #include "apps/register_all.h"
+#include "algorithms/nas/nas_algorithm.h"
+#include "components/mutators/fix_subnet.h"
 #include "engine/checkpoint.h"
 #include "engine/config.h"
 #include "engine/dist.h"
@@ -47,20 +50,48 @@ int command_export(const std::string& file, const std::string& checkpoint, const
   return 0;
 }
 
+/// Fixes the model of `runner` to the subnet in `file` (a NAS algorithm's supernet).
+void fix_subnet(Runner& runner, const std::string& file) {
+  auto* nas = dynamic_cast<NasAlgorithm*>(&runner.model());
+  RAZOR_CHECK(nas, "--subnet ", file, ": the config's model is not a NAS supernet (model.type = \"SPOS\", ...)");
+  nas->fix_subnet(read_subnet_file(file), file);
+}
+
 int command_test(const std::string& file, const std::string& checkpoint,
-                 const std::vector<std::string>& overrides, RunnerOptions options, const std::string& out) {
+                 const std::vector<std::string>& overrides, RunnerOptions options, const std::string& out,
+                 const std::string& subnet) {
   auto config = load_with_overrides(file, overrides);
   RAZOR_CHECK(fs::exists(checkpoint), "checkpoint not found: ", checkpoint);
   Runner runner(config, options);
+  // The subnet first: a supernet checkpoint then loads into the chosen path (the other
+  // candidates' weights are ignored), and so does a checkpoint of the subnet alone.
+  if (!subnet.empty()) fix_subnet(runner, subnet);
   runner.load_weights(checkpoint, /*require_all=*/true);
   Metrics metrics = runner.test();
   Json result = {{"config", file}, {"checkpoint", checkpoint}, {"metrics", metrics}};
+  if (!subnet.empty()) result["subnet"] = subnet;
   if (!dist::is_main()) return 0;  // every rank has the same (reduced) metrics
   for (const auto& item : metrics) std::cout << item.first << ": " << item.second << "\n";
   if (!out.empty()) {
     write_file_atomically(out, result.dump(2) + "\n");
     std::cout << "Results written to " << out << "\n";
   }
+  return 0;
+}
+
+int command_search(const std::string& file, const std::string& checkpoint,
+                   const std::vector<std::string>& overrides, RunnerOptions options) {
+  auto config = load_with_overrides(file, overrides);
+  RAZOR_CHECK(config->tree.contains("train_cfg") && config->tree["train_cfg"].is_object() &&
+                  config->tree["train_cfg"].value("type", "").find("Search") != std::string::npos,
+              file, ": train_cfg is not a search loop (type = \"EvolutionSearchLoop\")");
+  Runner runner(config, options);
+  if (!checkpoint.empty()) {
+    RAZOR_CHECK(fs::exists(checkpoint), "checkpoint not found: ", checkpoint);
+    runner.load_weights(checkpoint, /*require_all=*/true);
+  }
+  runner.train();
+  if (dist::is_main()) std::cout << "Search finished; best_fix_subnet.yaml and the history are in " << runner.work_dir() << "\n";
   return 0;
 }
 
@@ -140,6 +171,19 @@ int run_cli(const std::vector<std::string>& args) {
   test->add_option("--work-dir", work_dir, "Directory for logs");
   auto* test_device = test->add_option("--device", device, "auto, cpu, cuda or cuda:N");
   test->add_option("--launcher", launcher, launcher_help);
+  std::string subnet;
+  test->add_option("--subnet", subnet, "Fix a NAS supernet to this subnet YAML first");
+
+  auto* search = app.add_subcommand("search", "Search a trained supernet for the best subnet (train_cfg: EvolutionSearchLoop)");
+  search->add_option("config", config_file, "Search config file (TOML)")->required();
+  search->add_option("--checkpoint", checkpoint, "The trained supernet's checkpoint");
+  search->add_option("--work-dir", work_dir, "Directory for the search checkpoints, history and results");
+  auto* search_resume = search->add_option("--resume", resume,
+                                           "Resume from a search_epoch_*.json, or with no value from the latest in the work dir")
+                            ->expected(0, 1);
+  search->add_option("--cfg-options", overrides, "Override config keys: a.b.c=VALUE")->expected(1, -1);
+  search->add_option("--device", device, "auto, cpu, cuda or cuda:N");
+  search->add_option("--launcher", launcher, launcher_help);
 
   auto* export_command = app.add_subcommand("export", "Write an algorithm's architecture (e.g. a distilled student) as a plain checkpoint");
   export_command->add_option("config", config_file, "The config the checkpoint was trained with")->required();
@@ -166,6 +210,25 @@ int run_cli(const std::vector<std::string>& args) {
   bench->add_flag("--full", bench_options.full, "Also measure accuracy (full passes over the data)");
   bench->add_option("--threads", bench_options.threads, "Intra-op threads per process (default: the workload's)");
 
+  AnalyzeOptions analyze_options;
+  std::string analyze_device;
+  auto* analyze_command =
+      app.add_subcommand("analyze", "Count a config's FLOPs and params, per op and in total");
+  analyze_command->add_option("config", analyze_options.config_file, "Config file (TOML)")
+      ->required();
+  analyze_command->add_option("checkpoint", analyze_options.checkpoint,
+                              "Weights to load first (optional)");
+  analyze_command
+      ->add_option("--input-shape", analyze_options.input_shape,
+                   "N C H W (default: the config's estimator_cfg, else one dataset sample)")
+      ->expected(4);
+  analyze_command
+      ->add_option("--cfg-options", analyze_options.overrides, "Override config keys: a.b.c=VALUE")
+      ->expected(1, -1);
+  analyze_command->add_option("--device", analyze_device, "auto, cpu, cuda or cuda:N");
+  analyze_command->add_option("--subnet", analyze_options.subnet,
+                              "Count a NAS supernet fixed to this subnet YAML");
+
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
@@ -189,12 +252,22 @@ int run_cli(const std::vector<std::string>& args) {
     }
     if (*test) {
       (void)test_device;
-      const int code = command_test(config_file, checkpoint, overrides, options, out);
+      const int code = command_test(config_file, checkpoint, overrides, options, out, subnet);
+      finish_ranks();
+      return code;
+    }
+    if (*search) {
+      if (search_resume->count() > 0) options.resume = resume.empty() ? "auto" : resume;
+      const int code = command_search(config_file, checkpoint, overrides, options);
       finish_ranks();
       return code;
     }
     if (*export_command) return command_export(config_file, checkpoint, overrides, out);
     if (*print) return command_config_print(config_file, overrides);
+    if (*analyze_command) {
+      if (!analyze_device.empty()) analyze_options.device = analyze_device;
+      return run_analyze(analyze_options);
+    }
     if (*list) return command_list(registry);
     if (*bench) {
       const int code = run_bench(bench_options);

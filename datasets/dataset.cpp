@@ -38,6 +38,14 @@ std::shared_ptr<Subset> Subset::first(std::shared_ptr<const Dataset> base, int64
   return std::make_shared<Subset>(std::move(base), std::move(indices));
 }
 
+std::shared_ptr<Subset> Subset::last(std::shared_ptr<const Dataset> base, int64_t count) {
+  const int64_t size = base->size();
+  const int64_t kept = std::max<int64_t>(0, std::min(count, size));
+  std::vector<int64_t> indices(static_cast<size_t>(kept));
+  for (size_t i = 0; i < indices.size(); ++i) indices[i] = size - kept + static_cast<int64_t>(i);
+  return std::make_shared<Subset>(std::move(base), std::move(indices));
+}
+
 Sample Subset::get(int64_t index) const {
   check_index(index);
   return base_->get(indices_[static_cast<size_t>(index)]);
@@ -61,8 +69,9 @@ void register_dataset(const std::string& type, DatasetFactory reader) {
       const Json& value = args.raw("indices");
       if (value.is_number_integer()) {
         const int64_t count = value.get<int64_t>();
-        if (count <= 0) args.fail("indices", "expected a positive count, got " + value.dump());
-        dataset = Subset::first(dataset, count);
+        // MMEngine's int indices: the first N samples, or the last |N| when negative.
+        if (count == 0) args.fail("indices", "expected a non-zero count, got 0");
+        dataset = count > 0 ? Subset::first(dataset, count) : Subset::last(dataset, -count);
       } else if (value.is_array()) {
         auto indices = args.get<std::vector<int64_t>>("indices", {});
         for (int64_t index : indices) {

@@ -3,7 +3,9 @@
 // the "datasets" registry. A dataset table has `type`, the reader's own keys, and two keys
 // every dataset understands:
 //   pipeline = [ {type = "RandomCrop", size = 28, padding = 4}, ... ]  (transforms.h)
-//   indices  = N          use only the first N samples (quick runs, tests), or
+//   indices  = N          use only the first N samples (quick runs, tests),
+//   indices  = -N         use only the last N samples (MMEngine's negative count: DARTS
+//                         splits a train set into `indices = 25000` and `indices = -25000`), or
 //   indices  = [i, ...]   use only these samples, in this order.
 #include <cstdint>
 #include <functional>
@@ -64,6 +66,8 @@ class Subset : public Dataset {
   Subset(std::shared_ptr<const Dataset> base, std::vector<int64_t> indices);
   /// The first min(count, base->size()) samples.
   static std::shared_ptr<Subset> first(std::shared_ptr<const Dataset> base, int64_t count);
+  /// The last min(count, base->size()) samples.
+  static std::shared_ptr<Subset> last(std::shared_ptr<const Dataset> base, int64_t count);
 
   int64_t size() const override { return static_cast<int64_t>(indices_.size()); }
   Sample get(int64_t index) const override;

@@ -229,7 +229,10 @@ std::string describe_failure(const std::string& what, const std::string& cause) 
   std::vector<std::string> lost;
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
-  if (s.store) {
+  // A killed peer's sockets close while the kernel is still tearing the process down: look a
+  // few times before concluding that nobody is gone.
+  for (int attempt = 0; attempt < 20 && lost.empty() && s.store; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     for (int r = 0; r < s.info.world_size; ++r) {
       if (r == s.info.rank) continue;
       try {

@@ -35,6 +35,9 @@ class TrainLoop : public Loop {
   virtual int64_t max_iters() const = 0;
   /// Whether checkpoints, logs and schedules count in epochs.
   virtual bool by_epoch() const = 0;
+  /// Whether the loop trains the model (an optimiser, schedulers and data parallelism are
+  /// set up for it); a search loop only evaluates it.
+  virtual bool trains_model() const { return true; }
 
   /// Fails (on every rank) if a loss was NaN or infinite on any rank since the last check.
   /// The loop checks every `check_interval` iterations and at the end of each epoch, and the

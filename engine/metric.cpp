@@ -56,8 +56,8 @@ void Evaluator::process(const torch::Tensor& scores, const Batch& batch) {
   for (auto& m : metrics_) m->process(scores, batch);
 }
 
-std::map<std::string, double> Evaluator::compute() {
-  if (dist::world_size() > 1) {
+std::map<std::string, double> Evaluator::compute(bool across_ranks) {
+  if (across_ranks && dist::world_size() > 1) {
     for (auto& m : metrics_) {
       torch::Tensor state = m->summable_state();
       dist::all_reduce(state);

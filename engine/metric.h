@@ -48,8 +48,9 @@ class Evaluator {
   explicit Evaluator(std::vector<std::shared_ptr<Metric>> metrics) : metrics_(std::move(metrics)) {}
   void reset();
   void process(const torch::Tensor& scores, const Batch& batch);
-  /// Sums every metric's state over the ranks, then computes.
-  std::map<std::string, double> compute();
+  /// Sums every metric's state over the ranks (unless `across_ranks` is false: a rank that
+  /// evaluated a whole data set on its own, as a search does), then computes.
+  std::map<std::string, double> compute(bool across_ranks = true);
 
  private:
   std::vector<std::shared_ptr<Metric>> metrics_;

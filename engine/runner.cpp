@@ -237,6 +237,20 @@ DataLoader& Runner::test_dataloader() {
   return *test_loader_;
 }
 
+DataLoader& Runner::whole_dataloader(const std::string& key) {
+  auto& loader = whole_loaders_[key];
+  if (!loader) {
+    Args root = root_args();
+    RAZOR_CHECK(root.has(key), config_->file, ": the config has no \"", key, "\" table");
+    Args args = root.sub(key);
+    BuildContext context = build_context(/*even_shards=*/false);
+    context.rank = 0;
+    context.world_size = 1;
+    loader = dataloader_registry().build(args, context, "DataLoader");
+  }
+  return *loader;
+}
+
 bool Runner::has_val() const { return config_->tree.contains("val_dataloader"); }
 
 std::shared_ptr<Evaluator> Runner::build_evaluator(const std::string& key) {
@@ -446,7 +460,10 @@ void Runner::load_weights(const std::string& path, bool require_all) {
     spdlog::warn("{}: missing keys (left as initialised): {}", path, join(report.missing, ", "));
   }
   if (!report.unexpected.empty()) {
-    spdlog::warn("{}: unexpected keys (ignored): {}", path, join(report.unexpected, ", "));
+    std::vector<std::string> first(report.unexpected.begin(),
+                                   report.unexpected.begin() + std::min<size_t>(report.unexpected.size(), 5));
+    spdlog::warn("{}: {} unexpected keys ignored: {}{}", path, report.unexpected.size(), join(first, ", "),
+                 report.unexpected.size() > first.size() ? ", ..." : "");
   }
   spdlog::info("Loaded weights from {}", path);
 }
@@ -454,6 +471,14 @@ void Runner::load_weights(const std::string& path, bool require_all) {
 void Runner::train() {
   TrainLoop& loop = train_loop();
   model();
+  if (!loop.trains_model()) {
+    build_hooks();
+    if (config_->tree.contains("load_from")) load_weights(root_args().require<std::string>("load_from"), true);
+    call_hooks([&](Hook& h) { h.before_run(*this); });
+    loop.run();
+    call_hooks([&](Hook& h) { h.after_run(*this); });
+    return;
+  }
   optim_wrapper();
   train_dataloader();
   schedulers();

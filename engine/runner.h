@@ -68,6 +68,9 @@ class Runner {
   DataLoader& train_dataloader();
   DataLoader& val_dataloader();
   DataLoader& test_dataloader();
+  /// The loader `key` ("val_dataloader", "train_dataloader") over the whole data set on this
+  /// rank, not a shard: a search evaluates different candidates on different ranks.
+  DataLoader& whole_dataloader(const std::string& key);
   Evaluator& val_evaluator();
   Evaluator& test_evaluator();
   TrainLoop& train_loop();
@@ -82,6 +85,8 @@ class Runner {
   const Config& config() const { return *config_; }
   std::shared_ptr<const Config> config_ptr() const { return config_; }
   const std::string& work_dir() const { return work_dir_; }
+  /// The command line's settings (a search loop reads `resume`).
+  const RunnerOptions& options() const { return options_; }
   const std::string& experiment_name() const { return experiment_name_; }
   torch::Device device() const { return device_; }
   bool channels_last() const { return channels_last_; }
@@ -143,6 +148,7 @@ class Runner {
   std::shared_ptr<OptimWrapper> optim_wrapper_;
   std::unique_ptr<ParamSchedulerSet> schedulers_;
   std::shared_ptr<DataLoader> train_loader_, val_loader_, test_loader_;
+  std::map<std::string, std::shared_ptr<DataLoader>> whole_loaders_;
   std::shared_ptr<Evaluator> val_evaluator_, test_evaluator_;
   std::shared_ptr<TrainLoop> train_loop_;
   std::vector<std::shared_ptr<Hook>> hooks_;

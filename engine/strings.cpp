@@ -1,5 +1,7 @@
 #include "engine/strings.h"
 
+#include <cstdio>
+
 #include <algorithm>
 #include <cctype>
 
@@ -69,6 +71,12 @@ std::vector<std::string> split(const std::string& text, char sep) {
   }
   parts.push_back(cur);
   return parts;
+}
+
+std::string format_number(double value, int digits) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), "%.*f", digits, value);
+  return buffer;
 }
 
 }  // namespace razor

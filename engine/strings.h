@@ -21,4 +21,7 @@ std::string join_key(const std::string& prefix, const std::string& key);
 
 std::vector<std::string> split(const std::string& text, char sep);
 
+/// `value` with `digits` digits after the point ("88.25").
+std::string format_number(double value, int digits);
+
 }  // namespace razor

@@ -1,62 +1,29 @@
 // Registers the NAS algorithms, and the search loops and hooks that need a mutator.
 #include <memory>
 
+#include "algorithms/nas/build_nas.h"
+#include "algorithms/nas/darts.h"
+#include "algorithms/nas/evolution_search_loop.h"
 #include "algorithms/nas/nas_algorithm.h"
+#include "algorithms/nas/subnet_val_loop.h"
 #include "components/mutators/fix_subnet.h"
 #include "engine/model.h"
 
 namespace razor {
-
-namespace {
-
-std::shared_ptr<NasMutator> build_mutator(Args& args, const BuildContext& context) {
-  Args table = args.sub("mutator");
-  const std::string type = table.require<std::string>("type");
-  if (type != "NasMutator") {
-    table.fail("type", "unknown mutator \"" + type + "\" (NAS algorithms take \"NasMutator\")");
-  }
-  NasMutatorOptions options;
-  options.seed = context.seed;
-  if (table.has("custom_groups")) {
-    const Json& groups = table.raw("custom_groups");
-    bool ok = groups.is_array();
-    for (const auto& g : groups) {
-      ok = ok && g.is_array() && !g.empty();
-      for (const auto& name : g) ok = ok && name.is_string();
-    }
-    if (!ok) table.fail("custom_groups", "must be a list of lists of mutable names, got " + groups.dump());
-    for (const auto& g : groups) options.custom_groups.push_back(g.get<std::vector<std::string>>());
-  }
-  table.finish();
-  return std::make_shared<NasMutator>(options);
-}
-
-/// The supernet, fixed to `fix_subnet` (a subnet YAML) when the table names one.
-std::shared_ptr<Model> build_supernet(Args& args, const BuildContext& context) {
-  Args architecture_args = args.sub("architecture");
-  auto architecture = build_model_as<Model>(architecture_args, context, "an architecture");
-  if (auto path = args.optional<std::string>("fix_subnet")) {
-    try {
-      load_fix_subnet(*architecture, read_subnet_file(*path), *path);
-    } catch (const Error& e) {
-      throw e.with_context(args.where("fix_subnet"));
-    }
-  }
-  return architecture;
-}
-
-}  // namespace
 
 void register_nas_algorithms() {
   static bool done = false;
   if (done) return;
   done = true;
   model_registry().add("SPOS", [](Args& args, const BuildContext& context) {
-    auto architecture = build_supernet(args, context);
-    auto algorithm = std::make_shared<SPOS>(architecture, build_mutator(args, context),
+    auto architecture = build_nas_supernet(args, context);
+    auto algorithm = std::make_shared<SPOS>(architecture, build_nas_mutator(args, context),
                                             args.get<bool>("norm_training", false));
     return std::static_pointer_cast<torch::nn::Module>(algorithm);
   });
+  register_darts();
+  register_evolution_search_loop();
+  register_subnet_val_loop();
 }
 
 }  // namespace razor

@@ -11,6 +11,7 @@
 
 #include "components/architectures/cls_head.h"
 #include "components/architectures/dafl_generator.h"
+#include "components/architectures/darts_backbone.h"
 #include "components/architectures/global_average_pooling.h"
 #include "components/architectures/image_classifier.h"
 #include "components/architectures/mobilenet_v2.h"
@@ -255,6 +256,7 @@ void register_architectures() {
   registry.add("SearchableShuffleNetV2", build_searchable_shufflenet_v2);
   registry.add("ShuffleBlock", build_shuffle_block);
   registry.add("ShuffleXception", build_shuffle_xception);
+  register_darts_architectures();
 }
 
 }  // namespace razor

@@ -46,7 +46,7 @@ SearchableShuffleNetV2::SearchableShuffleNetV2(const SearchableShuffleNetV2Optio
 
 void SearchableShuffleNetV2::init_weights() {
   torch::NoGradGuard no_grad;
-  for (const auto& item : named_modules()) {
+  for (const auto& item : named_modules("", /*include_self=*/false)) {
     if (auto* conv = dynamic_cast<nn::Conv2d*>(item.value().get())) {
       const double std = item.key().find("conv1") != std::string::npos
                              ? 0.01

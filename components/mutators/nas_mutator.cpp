@@ -188,9 +188,9 @@ Json NasMutator::current_choices() const {
   return out;
 }
 
-Json NasMutator::current_subnet() const {
+Json NasMutator::subnet_of(const Json& choices) const {
   Json out = Json::object();
-  for (const auto& g : groups_) out[g.subnet_name()] = Json{{"chosen", g.front().current_choice()}};
+  for (const auto& g : groups_) out[g.subnet_name()] = Json{{"chosen", choices.at(g.key)}};
   return out;
 }
 

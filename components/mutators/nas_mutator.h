@@ -64,7 +64,9 @@ class NasMutator : public torch::nn::Module {
   Json min_choices() const { return const_cast<NasMutator*>(this)->sample_choices("min"); }
 
   /// {subnet name: {"chosen": choice}} of the current choices, as a subnet YAML holds them.
-  Json current_subnet() const;
+  Json current_subnet() const { return subnet_of(current_choices()); }
+  /// The same for `choices` ({group key: choice}).
+  Json subnet_of(const Json& choices) const;
   /// {group key: choice} from a subnet ({subnet name: {"chosen": choice}} or
   /// {subnet name: choice}); missing or unknown names are config errors naming them.
   Json choices_from_subnet(const Json& subnet, const std::string& origin = "subnet") const;

@@ -82,14 +82,20 @@ torch::Tensor sync_batch_norm(const torch::Tensor& input, const torch::Tensor& w
   return SyncBatchNormFunction::apply(input, weight, bias, running_mean, running_var, eps, momentum);
 }
 
-BatchNorm2d::BatchNorm2d(int64_t num_features, double eps, double momentum)
-    : Module("BatchNorm2d"), num_features_(num_features), eps_(eps), momentum_(momentum) {
+BatchNorm2d::BatchNorm2d(int64_t num_features, double eps, double momentum, bool affine)
+    : Module("BatchNorm2d"),
+      num_features_(num_features),
+      eps_(eps),
+      momentum_(momentum),
+      affine_(affine) {
   RAZOR_CHECK(num_features > 0, "BatchNorm2d: num_features must be positive, got ", num_features);
   RAZOR_CHECK(eps > 0, "BatchNorm2d: eps must be positive, got ", eps);
   RAZOR_CHECK(momentum >= 0 && momentum <= 1, "BatchNorm2d: momentum must be in [0, 1], got ",
               momentum);
-  weight = register_parameter("weight", torch::ones({num_features}));
-  bias = register_parameter("bias", torch::zeros({num_features}));
+  if (affine) {
+    weight = register_parameter("weight", torch::ones({num_features}));
+    bias = register_parameter("bias", torch::zeros({num_features}));
+  }
   running_mean = register_buffer("running_mean", torch::zeros({num_features}));
   running_var = register_buffer("running_var", torch::ones({num_features}));
   num_batches_tracked = register_buffer("num_batches_tracked", torch::zeros({}, torch::kLong));
@@ -99,7 +105,14 @@ torch::Tensor BatchNorm2d::forward(const torch::Tensor& input) {
   const bool training = is_training();
   if (training) num_batches_tracked.add_(1);
   if (training && sync_across_ranks_) {
-    return sync_batch_norm(input, weight, bias, running_mean, running_var, eps_, momentum_);
+    if (affine_) {
+      return sync_batch_norm(input, weight, bias, running_mean, running_var, eps_, momentum_);
+    }
+    // The synchronised kernel wants a weight and bias: the identity affine, not trained.
+    const auto options = input.options();
+    return sync_batch_norm(input, torch::ones({num_features_}, options),
+                           torch::zeros({num_features_}, options), running_mean, running_var,
+                           eps_, momentum_);
   }
   return torch::batch_norm(input, weight, bias, running_mean, running_var, training, momentum_,
                            eps_,
@@ -108,7 +121,7 @@ torch::Tensor BatchNorm2d::forward(const torch::Tensor& input) {
 
 void BatchNorm2d::pretty_print(std::ostream& stream) const {
   stream << "BatchNorm2d(" << num_features_ << ", eps=" << eps_ << ", momentum=" << momentum_
-         << ")";
+         << (affine_ ? "" : ", affine=False") << ")";
 }
 
 }  // namespace razor::nn

@@ -13,12 +13,16 @@ namespace razor::nn {
 /// torch::batch_norm does; eval mode normalises with the running statistics.
 /// With sync_across_ranks (the config's `sync_bn = true` in a multi-process run) training
 /// statistics are those of the global batch, forward and backward (SyncBatchNorm).
+/// Without `affine` (DARTS's search cells) there is no weight or bias, as in PyTorch: the
+/// state dict then holds only the running statistics and `weight`/`bias` are undefined.
 class BatchNorm2d : public Module, public CrossRankNorm {
  public:
-  explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1);
+  explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1,
+                       bool affine = true);
   int64_t num_features() const { return num_features_; }
   double eps() const { return eps_; }
   double momentum() const { return momentum_; }
+  bool affine() const { return affine_; }
   void pretty_print(std::ostream& stream) const override;
   void set_sync_across_ranks(bool on) override { sync_across_ranks_ = on; }
   bool sync_across_ranks() const { return sync_across_ranks_; }
@@ -31,6 +35,7 @@ class BatchNorm2d : public Module, public CrossRankNorm {
  private:
   int64_t num_features_;
   double eps_, momentum_;
+  bool affine_;
   bool sync_across_ranks_ = false;
 };
 

@@ -6,6 +6,10 @@
 #include <sstream>
 
 #include "apps/cli.h"
+#include "apps/register_all.h"
+#include "components/estimators/resource_estimator.h"
+#include "engine/config.h"
+#include "engine/runner.h"
 
 using namespace razor;
 namespace fs = std::filesystem;
@@ -198,4 +202,81 @@ TEST_CASE("CLI: export turns a distillation checkpoint into a student checkpoint
   CHECK(plain.code == 2);
   CHECK_THAT(plain.err, Catch::Contains("no architecture to export"));
   CHECK_FALSE(fs::exists(again));
+}
+
+namespace {
+
+std::string resnet20_config() {
+  return (fs::path(RAZOR_SOURCE_DIR) / "configs" / "resnet" / "resnet20_fmnist.toml").string();
+}
+
+/// "FLOPs: X M" and "Params: Y M" as the estimator counts the config's model itself.
+std::pair<std::string, std::string> estimated_totals(const std::string& file,
+                                                     std::vector<int64_t> shape) {
+  register_all();  // what run_cli does first
+  RunnerOptions options;
+  options.write_files = false;
+  options.log_level = "warn";
+  options.launcher = "none";
+  Runner runner(std::make_shared<Config>(load_config(file)), options);
+  ResourceEstimator estimator(ResourceEstimatorOptions().with_input_shape(std::move(shape)));
+  const Resources totals = estimator.estimate(runner.model());
+  char flops[64], params[64];
+  std::snprintf(flops, sizeof(flops), "FLOPs: %.3f M", totals.flops);
+  std::snprintf(params, sizeof(params), "Params: %.3f M", totals.params);
+  return {flops, params};
+}
+
+}  // namespace
+
+TEST_CASE("CLI: analyze prints per-op rows and the estimator's totals", "[cli][analyze]") {
+  const std::string config = resnet20_config();
+  const auto totals = estimated_totals(config, {1, 1, 28, 28});
+  CHECK(totals.first == "FLOPs: 31.477 M");
+  CHECK(totals.second == "Params: 0.272 M");
+
+  auto result = run({"analyze", config, "--input-shape", "1", "1", "28", "28"});
+  REQUIRE(result.code == 0);
+  CHECK_THAT(result.out, Catch::Contains(totals.first) && Catch::Contains(totals.second));
+  CHECK_THAT(result.out, Catch::Contains("Input shape: [1, 1, 28, 28] (--input-shape)"));
+  // One row per op: path, type, output shape, FLOPs and params in M.
+  CHECK_THAT(result.out,
+             Catch::Matches("[\\s\\S]*\nbackbone\\.conv1 +Conv2d +\\[1, 16, 28, 28\\] +"
+                            "0\\.113 +0\\.000\n[\\s\\S]*"));
+  CHECK_THAT(result.out, Catch::Contains("backbone.layer2.0.downsample.0") &&
+                             Catch::Contains("head.fc") && Catch::Contains("ReLU (x2)"));
+
+  // Without --input-shape: one sample of the test set, 1 x 1 x 28 x 28, the same counts.
+  auto sampled = run({"analyze", config});
+  REQUIRE(sampled.code == 0);
+  CHECK_THAT(sampled.out, Catch::Contains("[1, 1, 28, 28] (one sample of test_dataloader)") &&
+                              Catch::Contains(totals.first));
+
+  // A config's estimator_cfg input_shape comes before the data.
+  auto configured = run({"analyze", config, "--cfg-options",
+                         "test_cfg.estimator_cfg.input_shape=[1, 1, 32, 32]"});
+  REQUIRE(configured.code == 0);
+  CHECK_THAT(configured.out,
+             Catch::Contains("[1, 1, 32, 32] (test_cfg.estimator_cfg.input_shape)") &&
+                 Catch::Contains(estimated_totals(config, {1, 1, 32, 32}).first));
+}
+
+TEST_CASE("CLI: analyze rejects a bad input shape with exit 2", "[cli][analyze]") {
+  const std::string config = resnet20_config();
+  auto zero = run({"analyze", config, "--input-shape", "1", "1", "0", "28"});
+  CHECK(zero.code == 2);
+  CHECK_THAT(zero.err, Catch::Contains("--input-shape") && Catch::Contains("4 positive"));
+  CHECK(run({"analyze", config, "--input-shape", "1", "28", "28"}).code == 2);
+  auto configured = run({"analyze", config, "--cfg-options",
+                         "test_cfg.estimator_cfg.input_shape=[1, 28, 28]"});
+  CHECK(configured.code == 2);
+  CHECK_THAT(configured.err, Catch::Contains("test_cfg.estimator_cfg.input_shape"));
+  // Nothing to take a shape from: say what to pass.
+  auto model_only = write_config("analyze_model_only.toml", kToyStudent);
+  auto unknown = run({"analyze", model_only.string()});
+  CHECK(unknown.code == 2);
+  CHECK_THAT(unknown.err, Catch::Contains("pass --input-shape N C H W"));
+  CHECK(run({"analyze", model_only.string(), "--input-shape", "1", "1", "12", "12"}).code == 0);
+  CHECK(run({"analyze", config, "/nonexistent.pth", "--input-shape", "1", "1", "28", "28"}).code ==
+        2);
 }

@@ -1,0 +1,47 @@
+#pragma once
+// `razor analyze`: FLOPs and params of a config's model, per op and in total, counted as
+// MMRazor's ResourceEstimator counts them (components/estimators/resource_estimator.h).
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "components/estimators/resource_estimator.h"
+
+namespace razor {
+
+struct AnalyzeOptions {
+  /// The config (TOML) whose `model` is analysed.
+  std::string config_file;
+  /// Weights to load first ("" = as initialised); FLOPs and params do not depend on them.
+  std::string checkpoint;
+  /// --cfg-options a.b.c=VALUE overrides.
+  std::vector<std::string> overrides;
+  /// N C H W of the input (empty: the config's estimator_cfg, else one dataset sample).
+  std::vector<int64_t> input_shape;
+  /// A subnet YAML to fix a NAS supernet to before counting ("" = the supernet as built).
+  std::string subnet;
+  /// Overrides the config's device (latency is measured there).
+  std::optional<std::string> device;
+};
+
+struct Analysis {
+  /// The input shape counted, and where it came from ("--input-shape", a config key or a
+  /// dataloader).
+  std::vector<int64_t> input_shape;
+  std::string input_shape_source;
+  /// In M (FLOPs and params) and ms.
+  ResourceReport report;
+};
+
+/// Builds the model from the config (and checkpoint) and counts it.
+Analysis analyze(const AnalyzeOptions& options);
+
+/// The per-op table and the totals ("FLOPs: X M", "Params: Y M").
+void print_analysis(const Analysis& analysis, std::ostream& out);
+
+/// analyze + print to stdout; returns the exit code.
+int run_analyze(const AnalyzeOptions& options);
+
+}  // namespace razor

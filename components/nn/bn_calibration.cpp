@@ -1,0 +1,95 @@
+#include "components/nn/bn_calibration.h"
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "components/nn/batch_norm.h"
+#include "engine/dist.h"
+#include "engine/error.h"
+
+namespace razor {
+
+BNCalibrationReport calibrate_bn_statistics(Model& model, DataLoader& loader, int64_t num_samples,
+                                            const std::function<Batch(const Batch&)>& to_device,
+                                            bool across_ranks) {
+  RAZOR_CHECK(num_samples > 0, "BN calibration needs a positive number of samples, got ",
+              num_samples);
+  struct Sums {
+    nn::BatchNorm2d* norm;
+    torch::Tensor mean, var;  // sample-weighted sums (double)
+    int64_t count = 0;
+  };
+  std::vector<Sums> sums;
+  std::vector<nn::HookHandle> handles;
+  for (const auto& module : model.modules(/*include_self=*/false)) {
+    auto* norm = dynamic_cast<nn::BatchNorm2d*>(module.get());
+    if (!norm) continue;
+    sums.push_back({norm, {}, {}, 0});
+  }
+  for (size_t i = 0; i < sums.size(); ++i) {
+    handles.push_back(sums[i].norm->add_forward_pre_hook([&sums, i](nn::Module&, nn::Inputs& in) {
+      const torch::Tensor x = in.at(0).detach().to(torch::kDouble);
+      const int64_t n = x.size(0);
+      const torch::Tensor mean = x.mean({0, 2, 3}) * static_cast<double>(n);
+      const torch::Tensor var = x.var({0, 2, 3}, /*unbiased=*/true) * static_cast<double>(n);
+      Sums& s = sums[i];
+      s.mean = s.mean.defined() ? s.mean + mean : mean;
+      s.var = s.var.defined() ? s.var + var : var;
+      s.count += n;
+    }));
+  }
+  const bool was_training = model.is_training();
+  model.train(true);
+  int64_t seen = 0;
+  try {
+    torch::NoGradGuard no_grad;
+    loader.set_epoch(0);
+    loader.start();
+    while (seen < num_samples) {
+      auto batch = loader.next();
+      if (!batch) break;
+      Batch b = *batch;
+      const int64_t keep = std::min<int64_t>(b.size(), num_samples - seen);
+      if (keep < b.size()) {
+        b.inputs = b.inputs.narrow(0, 0, keep);
+        b.targets = b.targets.narrow(0, 0, keep);
+        if (b.indices.defined()) b.indices = b.indices.narrow(0, 0, keep);
+      }
+      model.predict(to_device(b));
+      seen += keep;
+    }
+  } catch (...) {
+    for (auto& h : handles) h.remove();
+    model.train(was_training);
+    throw;
+  }
+  for (auto& h : handles) h.remove();
+  model.train(was_training);
+
+  BNCalibrationReport report;
+  report.samples = seen;
+  torch::NoGradGuard no_grad;
+  for (auto& s : sums) {
+    // Every rank must take part in the same reductions: a BatchNorm that ran nowhere has
+    // count 0 everywhere (the subnet is the same on every rank).
+    if (across_ranks && dist::world_size() > 1) {
+      torch::Tensor count = torch::full({1}, s.count, torch::kDouble);
+      dist::all_reduce(count);
+      if (count.item<double>() == 0) continue;
+      const int64_t c = s.norm->num_features();
+      torch::Tensor packed = s.count ? torch::cat({s.mean, s.var}) : torch::zeros({2 * c}, torch::kDouble);
+      dist::all_reduce(packed);
+      s.mean = packed.narrow(0, 0, c);
+      s.var = packed.narrow(0, c, c);
+      s.count = static_cast<int64_t>(count.item<double>());
+    }
+    if (s.count == 0) continue;
+    s.norm->running_mean.copy_(s.mean / static_cast<double>(s.count));
+    s.norm->running_var.copy_(s.var / static_cast<double>(s.count));
+    ++report.norms;
+  }
+  return report;
+}
+
+}  // namespace razor

@@ -1,0 +1,202 @@
+// NAS end to end with the razor executable: a tiny SPOS supernet is trained, searched
+// (single process, two ranks under mpirun, and killed with -9 and resumed), and the best
+// subnet tested; bad subnets and search configs fail with clear errors.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "engine/checkpoint.h"
+#include "engine/config.h"
+#include "tests/datasets/temp_dir.h"
+
+namespace fs = std::filesystem;
+using razor::Json;
+using razor::test::TempDir;
+
+namespace {
+
+const std::string kConfigs = std::string(RAZOR_TEST_DATA_DIR) + "/configs/nas/";
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+int shell(const std::string& command, const std::string& log) {
+  const int status = std::system((command + " > " + log + " 2>&1").c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string razor_cli(const std::string& args) { return std::string(RAZOR_BINARY) + " " + args; }
+
+std::string mpirun2() {
+  std::string command = "mpirun --oversubscribe -np 2";
+  if (geteuid() == 0) command += " --allow-run-as-root";
+  return command + " ";
+}
+
+/// Runs `command`, requires exit code `expected`, returns the output.
+std::string expect(const std::string& command, int expected, const std::string& log) {
+  const int code = shell(command, log);
+  const std::string output = slurp(log);
+  INFO(command << "\n" << output);
+  REQUIRE(code == expected);
+  return output;
+}
+
+/// The supernet checkpoint, trained once for every test of this file.
+const std::string& supernet() {
+  static TempDir dir;
+  static std::string checkpoint;
+  if (checkpoint.empty()) {
+    expect(razor_cli("train " + kConfigs + "tiny_spos_supernet.toml --work-dir " + dir.path()), 0,
+           dir / "train.log");
+    checkpoint = dir / "epoch_1.pth";
+  }
+  return checkpoint;
+}
+
+std::string search_command(const std::string& work_dir, const std::string& extra = "") {
+  return razor_cli("search " + kConfigs + "tiny_spos_search.toml --checkpoint " + supernet() +
+               " --work-dir " + work_dir + " " + extra);
+}
+
+std::vector<Json> history(const std::string& work_dir) {
+  std::vector<Json> out;
+  std::ifstream in(work_dir + "/search_history.jsonl");
+  for (std::string line; std::getline(in, line);) out.push_back(Json::parse(line));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("search: the best subnet meets the constraint, and razor test reproduces its score",
+          "[nas][e2e]") {
+  TempDir dir;
+  const std::string out = expect(search_command(dir.path()), 0, dir / "search.log");
+  REQUIRE(fs::exists(dir / "best_fix_subnet.yaml"));
+  REQUIRE(fs::exists(dir / "best_subnet.pth"));
+  for (int e = 1; e <= 4; ++e) CHECK(fs::exists(dir / ("search_epoch_" + std::to_string(e) + ".json")) == (e >= 2));
+  const auto entries = history(dir.path());
+  REQUIRE(entries.size() >= 6);
+  double best = -1;
+  for (const auto& entry : entries) {
+    CHECK(entry["flops"].get<double>() <= 0.70);
+    CHECK(entry["subnet"].size() == 3);
+    best = std::max(best, entry["score"].get<double>());
+  }
+  razor::CheckpointReader reader(dir / "best_subnet.pth");
+  CHECK(reader.contents().meta["score"].get<double>() == best);
+  const std::string subnet = slurp(dir / "best_fix_subnet.yaml");
+  CHECK(subnet.find("backbone.layers.0.0:\n  chosen: ") == 0);
+
+  // The subnet's own weights, fixed by --subnet, give exactly the score the search reported.
+  const std::string tested =
+      expect(razor_cli("test " + kConfigs + "tiny_spos_search.toml " + (dir / "best_subnet.pth") +
+                   " --subnet " + (dir / "best_fix_subnet.yaml") + " --out " + (dir / "test.json")),
+             0, dir / "test.log");
+  const Json result = Json::parse(slurp(dir / "test.json"));
+  CHECK(result["metrics"]["accuracy/top1"].get<double>() == Approx(best).epsilon(1e-12));
+  // best_subnet.pth holds only the chosen path: fewer tensors than the supernet.
+  razor::CheckpointReader whole(supernet());
+  CHECK(reader.contents().model.size() < whole.contents().model.size());
+}
+
+TEST_CASE("search: two ranks find the same subnets as one process", "[nas][e2e][dist]") {
+  TempDir one, two;
+  expect(search_command(one.path()), 0, one / "search.log");
+  expect(mpirun2() + search_command(two.path()), 0, two / "search.log");
+  CHECK(slurp(one / "best_fix_subnet.yaml") == slurp(two / "best_fix_subnet.yaml"));
+  const auto a = history(one.path()), b = history(two.path());
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(a[i]["choices"] == b[i]["choices"]);
+    CHECK(a[i]["score"].get<double>() == Approx(b[i]["score"].get<double>()).epsilon(1e-9));
+  }
+}
+
+TEST_CASE("search: killed with -9 after an epoch and resumed, it ends as the uninterrupted search",
+          "[nas][e2e]") {
+  TempDir full, killed;
+  expect(search_command(full.path()), 0, full / "search.log");
+
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const std::string log = killed / "search.log";
+    const std::string command = search_command(killed.path());
+    execl("/bin/sh", "sh", "-c", ("exec " + command + " > " + log + " 2>&1").c_str(), nullptr);
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(killed / "search_epoch_1.json") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  INFO(slurp(killed / "search.log"));
+  REQUIRE(WIFSIGNALED(status));
+  REQUIRE(fs::exists(killed / "search_epoch_1.json"));
+  REQUIRE_FALSE(fs::exists(killed / "best_fix_subnet.yaml"));  // killed before the end
+
+  const std::string out = expect(search_command(killed.path(), "--resume"), 0, killed / "resume.log");
+  CHECK(out.find("resumed from") != std::string::npos);
+  CHECK(slurp(killed / "best_fix_subnet.yaml") == slurp(full / "best_fix_subnet.yaml"));
+  const auto a = history(full.path()), b = history(killed.path());
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i]["choices"] == b[i]["choices"]);
+}
+
+TEST_CASE("search and subnets: bad input is a clear error", "[nas][e2e]") {
+  TempDir dir;
+  const std::string test = razor_cli("test " + kConfigs + "tiny_spos_search.toml " + supernet() + " --subnet ");
+  {
+    std::ofstream(dir / "unknown.yaml") << "backbone.layers.0.0: {chosen: shuffle_3x3}\n"
+                                           "backbone.layers.1.0: {chosen: shuffle_3x3}\n"
+                                           "backbone.layers.1.1: {chosen: shuffle_3x3}\n"
+                                           "backbone.layers.9.9: {chosen: shuffle_3x3}\n";
+    const std::string out = expect(test + (dir / "unknown.yaml"), 2, dir / "unknown.log");
+    CHECK(out.find("\"backbone.layers.9.9\" is not a mutable of this model") != std::string::npos);
+  }
+  {
+    std::ofstream(dir / "range.yaml") << "backbone.layers.0.0: {chosen: shuffle_9x9}\n"
+                                         "backbone.layers.1.0: {chosen: shuffle_3x3}\n"
+                                         "backbone.layers.1.1: {chosen: shuffle_3x3}\n";
+    const std::string out = expect(test + (dir / "range.yaml"), 2, dir / "range.log");
+    CHECK(out.find("\"shuffle_9x9\" is not one of its choices (\"shuffle_3x3\", \"shuffle_5x5\", "
+                   "\"shuffle_7x7\", \"shuffle_xception\")") != std::string::npos);
+  }
+  {
+    std::ofstream(dir / "missing.yaml") << "backbone.layers.0.0: {chosen: shuffle_3x3}\n";
+    const std::string out = expect(test + (dir / "missing.yaml"), 2, dir / "missing.log");
+    CHECK(out.find("no choice for mutable \"backbone.layers.1.0\"") != std::string::npos);
+  }
+  {
+    const std::string out =
+        expect(search_command(dir / "impossible", "--cfg-options train_cfg.constraints_range.flops=0.1"),
+               1, dir / "impossible.log");
+    CHECK(out.find("no subnet meets the constraints (flops in [0, 0.1])") != std::string::npos);
+  }
+  {
+    // A search config whose model has no mutator.
+    std::ofstream(dir / "plain.toml") << "_base_ = [\"" << kConfigs << "tiny_spos_search.toml\"]\n"
+                                      << "[model]\n_delete_ = true\ntype = \"ImageClassifier\"\n"
+                                      << "backbone = { type = \"LeNet5\", in_channels = 1 }\n"
+                                      << "head = { type = \"ClsHead\" }\n";
+    const std::string out = expect(razor_cli("search " + (dir / "plain.toml") + " --work-dir " + (dir / "plain")),
+                                   2, dir / "plain.log");
+    CHECK(out.find("searches a NAS algorithm with a mutator") != std::string::npos);
+  }
+}
