@@ -43,8 +43,14 @@ int command_train(const std::string& file, const std::vector<std::string>& overr
 }
 
 int command_export(const std::string& file, const std::string& checkpoint, const std::vector<std::string>& overrides,
-                   const std::string& out) {
+                   const std::string& out, const std::string& subnet) {
   auto config = load_with_overrides(file, overrides);
+  if (!subnet.empty()) {
+    SubnetExport report = export_subnet(*config, checkpoint, subnet, out);
+    std::cout << "Exported the subnet (" << report.subnet_params << " parameters; the supernet has "
+              << report.supernet_params << ") to " << report.config << " and " << report.weights << "\n";
+    return 0;
+  }
   ExportReport report = export_architecture(*config, checkpoint, out);
   std::cout << "Exported " << report.tensors << " tensors of the architecture to " << report.out << "\n";
   return 0;
@@ -188,7 +194,10 @@ int run_cli(const std::vector<std::string>& args) {
   auto* export_command = app.add_subcommand("export", "Write an algorithm's architecture (e.g. a distilled student) as a plain checkpoint");
   export_command->add_option("config", config_file, "The config the checkpoint was trained with")->required();
   export_command->add_option("checkpoint", checkpoint, "The algorithm's checkpoint")->required();
-  export_command->add_option("--out", out, "The plain checkpoint to write")->required();
+  export_command->add_option("--out", out, "The plain checkpoint to write (with --subnet: a directory)")->required();
+  std::string export_subnet_file;
+  export_command->add_option("--subnet", export_subnet_file,
+                             "Write a NAS supernet fixed to this subnet YAML as a static model");
   export_command->add_option("--cfg-options", overrides, "Override config keys: a.b.c=VALUE")->expected(1, -1);
 
   auto* config = app.add_subcommand("config", "Inspect configs");
@@ -262,7 +271,7 @@ int run_cli(const std::vector<std::string>& args) {
       finish_ranks();
       return code;
     }
-    if (*export_command) return command_export(config_file, checkpoint, overrides, out);
+    if (*export_command) return command_export(config_file, checkpoint, overrides, out, export_subnet_file);
     if (*print) return command_config_print(config_file, overrides);
     if (*analyze_command) {
       if (!analyze_device.empty()) analyze_options.device = analyze_device;

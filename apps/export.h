@@ -19,4 +19,21 @@ struct ExportReport {
 /// atomically.
 ExportReport export_architecture(const Config& config, const std::string& checkpoint, const std::string& out);
 
+/// What export_subnet wrote: the static model's config and weights.
+struct SubnetExport {
+  std::string config;
+  std::string weights;
+  int64_t supernet_params = 0;
+  int64_t subnet_params = 0;
+};
+
+/// `razor export CONFIG CKPT --subnet FILE --out DIR`: the NAS supernet of `config` with the
+/// weights of `checkpoint`, fixed to the subnet in `subnet_file`, written as a standalone
+/// static model: DIR/subnet.toml (the architecture with each searchable block replaced by its
+/// chosen op, no mutables) and DIR/subnet.pth (the chosen ops' weights, renamed to the static
+/// model's names), which `razor test DIR/subnet.toml DIR/subnet.pth` loads. The weights are
+/// checked to load strictly before anything is written.
+SubnetExport export_subnet(const Config& config, const std::string& checkpoint,
+                           const std::string& subnet_file, const std::string& out_dir);
+
 }  // namespace razor

@@ -2,6 +2,10 @@
 
 #include "components/mutators/fix_subnet.h"
 
+#include <filesystem>
+
+#include "engine/strings.h"
+
 namespace razor {
 
 std::shared_ptr<NasMutator> build_nas_mutator(Args& args, const BuildContext& context) {
@@ -33,6 +37,13 @@ std::shared_ptr<Model> build_nas_supernet(Args& args, const BuildContext& contex
   Args architecture_args = args.sub("architecture");
   auto architecture = build_model_as<Model>(architecture_args, context, "an architecture");
   if (auto path = args.optional<std::string>("fix_subnet")) {
+    // A relative path is looked up from the working directory, then from the directory of
+    // the config file that set it (so a shipped config can name the subnet beside it).
+    const std::string origin = args.config() ? args.config()->origin_of(join_key(args.path(), "fix_subnet")) : "";
+    if (!std::filesystem::exists(*path) && std::filesystem::path(*path).is_relative() && !origin.empty() &&
+        std::filesystem::exists(std::filesystem::path(origin).parent_path() / *path)) {
+      *path = (std::filesystem::path(origin).parent_path() / *path).string();
+    }
     try {
       load_fix_subnet(*architecture, read_subnet_file(*path), *path);
     } catch (const Error& e) {

@@ -191,8 +191,11 @@ ModulePtr build_shuffle_xception(Args& args, const BuildContext&) {
   return std::make_shared<ShuffleXception>(kw.in_channels, kw.out_channels, kw.stride);
 }
 
-/// `arch_setting = [[channels, blocks], ...]` (a row may end with its own mutable table),
-/// `mutable_cfg = {type = "OneShotMutableOP", candidates = {...}}` for rows without one.
+/// `arch_setting = [[channels, blocks], ...]`; a row may end with its own block table (for
+/// every block of the stage) or a list of one table per block. A block table is a mutable
+/// (`candidates = {...}`: it gets MMRazor's `module_kwargs`) or a plain op such as
+/// `{type = "ShuffleBlock", kernel_size = 3}` (it gets in/out channels and stride), which is
+/// how an exported subnet is written. Rows without a table use `mutable_cfg`.
 ModulePtr build_searchable_shufflenet_v2(Args& args, const BuildContext& context) {
   SearchableShuffleNetV2Options options;
   const Json& rows = args.raw("arch_setting");
@@ -201,9 +204,17 @@ ModulePtr build_searchable_shufflenet_v2(Args& args, const BuildContext& context
   options.arch_setting.clear();
   for (size_t i = 0; i < rows.size(); ++i) {
     const Json& row = rows[i];
-    const bool ok = row.is_array() && (row.size() == 2 || row.size() == 3) && row[0].is_number_integer() &&
-                    row[1].is_number_integer() && (row.size() == 2 || row[2].is_object());
-    if (!ok) args.fail("arch_setting", "row " + std::to_string(i) + " must be [channels, blocks] or [channels, blocks, {mutable table}], got " + row.dump());
+    bool ok = row.is_array() && (row.size() == 2 || row.size() == 3) && row[0].is_number_integer() &&
+              row[1].is_number_integer();
+    if (ok && row.size() == 3) {
+      ok = row[2].is_object() || (row[2].is_array() && row[2].size() == row[1].get<size_t>() &&
+                                  std::all_of(row[2].begin(), row[2].end(), [](const Json& t) { return t.is_object(); }));
+    }
+    if (!ok) {
+      args.fail("arch_setting", "row " + std::to_string(i) +
+                                    " must be [channels, blocks], [channels, blocks, {block table}] or "
+                                    "[channels, blocks, [one table per block]], got " + row.dump());
+    }
     options.arch_setting.emplace_back(row[0].get<int64_t>(), row[1].get<int64_t>());
     row_cfgs.push_back(row.size() == 3 ? row[2] : Json());
   }
@@ -223,11 +234,24 @@ ModulePtr build_searchable_shufflenet_v2(Args& args, const BuildContext& context
   const std::string base = args.path();
   auto config = args.config();
   auto blocks = [&](int64_t stage, int64_t block, int64_t in, int64_t out, int64_t stride) {
-    const bool own = !row_cfgs[static_cast<size_t>(stage)].is_null();
-    Json cfg = own ? row_cfgs[static_cast<size_t>(stage)] : default_cfg;
-    cfg["module_kwargs"] = Json{{"in_channels", in}, {"out_channels", out}, {"stride", stride}};
-    Args block_args(cfg, own ? base + ".arch_setting[" + std::to_string(stage) + "][2]" : base + ".mutable_cfg", config);
-    (void)block;
+    const Json& row = row_cfgs[static_cast<size_t>(stage)];
+    std::string where = base + ".mutable_cfg";
+    Json cfg = default_cfg;
+    if (row.is_object()) {
+      cfg = row;
+      where = base + ".arch_setting[" + std::to_string(stage) + "][2]";
+    } else if (row.is_array()) {
+      cfg = row[static_cast<size_t>(block)];
+      where = base + ".arch_setting[" + std::to_string(stage) + "][2][" + std::to_string(block) + "]";
+    }
+    if (cfg.contains("candidates")) {
+      cfg["module_kwargs"] = Json{{"in_channels", in}, {"out_channels", out}, {"stride", stride}};
+    } else {
+      for (const auto& [key, value] : {std::pair<const char*, int64_t>{"in_channels", in}, {"out_channels", out}, {"stride", stride}}) {
+        if (!cfg.contains(key)) cfg[key] = value;
+      }
+    }
+    Args block_args(cfg, where, config);
     return build_model_as<nn::Module>(block_args, context, "a searchable block");
   };
   return std::make_shared<SearchableShuffleNetV2>(options, blocks);

@@ -14,8 +14,12 @@
 #include <string>
 #include <thread>
 
+#include "algorithms/nas/nas_algorithm.h"
+#include "apps/register_all.h"
+#include "components/mutators/fix_subnet.h"
 #include "engine/checkpoint.h"
 #include "engine/config.h"
+#include "engine/model.h"
 #include "tests/datasets/temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -111,6 +115,51 @@ TEST_CASE("search: the best subnet meets the constraint, and razor test reproduc
   // best_subnet.pth holds only the chosen path: fewer tensors than the supernet.
   razor::CheckpointReader whole(supernet());
   CHECK(reader.contents().model.size() < whole.contents().model.size());
+
+  // Exported as a static model (no mutables), it tests to the same score...
+  const std::string exported = dir / "static";
+  const std::string export_out = expect(razor_cli("export " + kConfigs + "tiny_spos_search.toml " + (dir / "best_subnet.pth") +
+                                                  " --subnet " + (dir / "best_fix_subnet.yaml") + " --out " + exported),
+                                        0, dir / "export.log");
+  CHECK(export_out.find("Exported the subnet") != std::string::npos);
+  expect(razor_cli("test " + exported + "/subnet.toml " + exported + "/subnet.pth --out " + (dir / "static.json")), 0,
+         dir / "static.log");
+  CHECK(Json::parse(slurp(dir / "static.json"))["metrics"]["accuracy/top1"].get<double>() == Approx(best).epsilon(1e-12));
+
+  // ... computes what the supernet fixed to the subnet computes, with fewer parameters.
+  razor::register_all();
+  auto build = [](const std::string& file) {
+    auto config = std::make_shared<razor::Config>(razor::load_config(file));
+    razor::Args args(config->tree.at("model"), "model", config);
+    return razor::build_model_as<razor::Model>(args, {}, "a model");
+  };
+  auto fixed = std::dynamic_pointer_cast<razor::NasAlgorithm>(build(kConfigs + "tiny_spos_search.toml"));
+  REQUIRE(fixed);
+  fixed->fix_subnet(razor::read_subnet_file(dir / "best_fix_subnet.yaml"), "best_fix_subnet.yaml");
+  razor::load_state_dict(*fixed, reader.contents().model, /*strict=*/false, "best_subnet.pth");
+  auto plain = build(exported + "/subnet.toml");
+  razor::CheckpointReader static_weights(exported + "/subnet.pth");
+  razor::load_state_dict(*plain, static_weights.contents().model, /*strict=*/true, "subnet.pth");
+  int64_t mutables = 0;
+  for (const auto& m : plain->modules(false)) mutables += dynamic_cast<razor::Mutable*>(m.get()) != nullptr;
+  CHECK(mutables == 0);
+  int64_t fixed_params = 0, plain_params = 0, supernet_params = 0;
+  for (const auto& p : fixed->architecture().parameters()) fixed_params += p.numel();
+  for (const auto& p : plain->parameters()) plain_params += p.numel();
+  for (const auto& item : whole.contents().model) {
+    if (item.first.rfind("architecture.", 0) == 0 && item.first.find("running_") == std::string::npos &&
+        item.first.find("num_batches") == std::string::npos) {
+      supernet_params += item.second.numel();
+    }
+  }
+  CHECK(plain_params == fixed_params);
+  CHECK(plain_params < supernet_params);
+  fixed->eval();
+  plain->eval();
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = torch::randn({8, 1, 28, 28});
+  const torch::Tensor a = fixed->forward_tensor(x), b = plain->forward_tensor(x);
+  CHECK(torch::allclose(a, b, 1e-5, 1e-5));
 }
 
 TEST_CASE("search: two ranks find the same subnets as one process", "[nas][e2e][dist]") {
