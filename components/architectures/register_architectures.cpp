@@ -17,7 +17,9 @@
 #include "components/architectures/mobilenet_v2.h"
 #include "components/architectures/lenet.h"
 #include "components/architectures/resnet.h"
+#include "components/architectures/searchable_mobilenet_v2.h"
 #include "components/architectures/searchable_shufflenet_v2.h"
+#include "components/nn/identity.h"
 #include "components/architectures/shufflenet_ops.h"
 #include "components/nn/cross_entropy_loss.h"
 #include "engine/model.h"
@@ -191,6 +193,24 @@ ModulePtr build_shuffle_xception(Args& args, const BuildContext&) {
   return std::make_shared<ShuffleXception>(kw.in_channels, kw.out_channels, kw.stride);
 }
 
+/// One block of a searchable backbone from its table: a mutable (`candidates`: it gets
+/// MMRazor's `module_kwargs`) or a plain op (it gets in/out channels and stride).
+std::shared_ptr<nn::Module> build_searchable_block(Json cfg, const std::string& where,
+                                                   const std::shared_ptr<const Config>& config,
+                                                   const BuildContext& context, int64_t in,
+                                                   int64_t out, int64_t stride) {
+  if (cfg.contains("candidates")) {
+    cfg["module_kwargs"] = Json{{"in_channels", in}, {"out_channels", out}, {"stride", stride}};
+  } else {
+    for (const auto& [key, value] : {std::pair<const char*, int64_t>{"in_channels", in},
+                                     {"out_channels", out}, {"stride", stride}}) {
+      if (!cfg.contains(key)) cfg[key] = value;
+    }
+  }
+  Args block_args(cfg, where, config);
+  return build_model_as<nn::Module>(block_args, context, "a searchable block");
+}
+
 /// `arch_setting = [[channels, blocks], ...]`; a row may end with its own block table (for
 /// every block of the stage) or a list of one table per block. A block table is a mutable
 /// (`candidates = {...}`: it gets MMRazor's `module_kwargs`) or a plain op such as
@@ -244,17 +264,80 @@ ModulePtr build_searchable_shufflenet_v2(Args& args, const BuildContext& context
       cfg = row[static_cast<size_t>(block)];
       where = base + ".arch_setting[" + std::to_string(stage) + "][2][" + std::to_string(block) + "]";
     }
-    if (cfg.contains("candidates")) {
-      cfg["module_kwargs"] = Json{{"in_channels", in}, {"out_channels", out}, {"stride", stride}};
-    } else {
-      for (const auto& [key, value] : {std::pair<const char*, int64_t>{"in_channels", in}, {"out_channels", out}, {"stride", stride}}) {
-        if (!cfg.contains(key)) cfg[key] = value;
-      }
-    }
-    Args block_args(cfg, where, config);
-    return build_model_as<nn::Module>(block_args, context, "a searchable block");
+    return build_searchable_block(cfg, where, config, context, in, out, stride);
   };
   return std::make_shared<SearchableShuffleNetV2>(options, blocks);
+}
+
+/// MMRazor's SearchableMobileNetV2: `arch_setting = [[channels, blocks, stride], ...]` (a
+/// row may end with its own block table), `mutable_cfg` for rows without one. An
+/// `Identity` candidate is dropped from blocks that change stride or width.
+ModulePtr build_searchable_mobilenet_v2(Args& args, const BuildContext& context) {
+  SearchableMobileNetV2Options options;
+  const Json& rows = args.raw("arch_setting");
+  if (!rows.is_array() || rows.empty()) args.fail("arch_setting", "must be a non-empty array of [channels, blocks, stride] rows");
+  std::vector<Json> row_cfgs;
+  options.arch_setting.clear();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Json& row = rows[i];
+    const bool ok = row.is_array() && (row.size() == 3 || row.size() == 4) && row[0].is_number_integer() &&
+                    row[1].is_number_integer() && row[2].is_number_integer() &&
+                    (row[2] == 1 || row[2] == 2) && (row.size() == 3 || row[3].is_object());
+    if (!ok) {
+      args.fail("arch_setting", "row " + std::to_string(i) +
+                                    " must be [channels, blocks, stride (1 or 2)] or [channels, blocks, stride, "
+                                    "{block table}], got " + row.dump());
+    }
+    options.arch_setting.push_back({row[0].get<int64_t>(), row[1].get<int64_t>(), row[2].get<int64_t>()});
+    row_cfgs.push_back(row.size() == 4 ? row[3] : Json());
+  }
+  Json default_cfg;
+  if (args.has("mutable_cfg")) default_cfg = args.raw("mutable_cfg");
+  for (const auto& cfg : row_cfgs) {
+    if (cfg.is_null() && default_cfg.is_null()) args.fail_missing("mutable_cfg");
+  }
+  options.in_channels = positive(args, "in_channels", 3);
+  options.first_channels = positive(args, "first_channels", 32);
+  options.last_channels = positive(args, "last_channels", 1280);
+  options.stem_stride = args.get<int64_t>("stem_stride", 2);
+  options.widen_factor = args.get<double>("widen_factor", 1.0);
+  if (options.widen_factor <= 0) args.fail("widen_factor", "must be positive");
+  if (options.stem_stride != 1 && options.stem_stride != 2) args.fail("stem_stride", "must be 1 or 2");
+  const std::string base = args.path();
+  auto config = args.config();
+  auto blocks = [&](int64_t stage, int64_t, int64_t in, int64_t out, int64_t stride) {
+    const Json& row = row_cfgs[static_cast<size_t>(stage)];
+    Json cfg = row.is_null() ? default_cfg : row;
+    const std::string where = row.is_null() ? base + ".mutable_cfg" : base + ".arch_setting[" + std::to_string(stage) + "][3]";
+    if (cfg.contains("candidates") && (stride != 1 || in != out)) {
+      Json kept = Json::object();
+      for (const auto& item : cfg["candidates"].items()) {
+        if (item.value().value("type", "") != "Identity") kept[item.key()] = item.value();
+      }
+      cfg["candidates"] = kept;
+    }
+    return build_searchable_block(cfg, where, config, context, in, out, stride);
+  };
+  return std::make_shared<SearchableMobileNetV2>(options, blocks);
+}
+
+ModulePtr build_mb_block(Args& args, const BuildContext&) {
+  const auto kw = block_kwargs(args);
+  const double expand = args.require<double>("expand_ratio");
+  if (expand < 1) args.fail("expand_ratio", "must be >= 1");
+  return std::make_shared<MBBlock>(kw.in_channels, kw.out_channels, kw.stride,
+                                   args.require<int64_t>("kernel_size"), expand,
+                                   args.get("activation", "ReLU6"));
+}
+
+/// The identity candidate of a searchable block (only where stride and width are kept).
+ModulePtr build_identity_op(Args& args, const BuildContext&) {
+  const auto kw = block_kwargs(args);
+  if (kw.stride != 1 || kw.in_channels != kw.out_channels) {
+    args.fail("type", "Identity cannot change stride or width (in " + std::to_string(kw.in_channels) +
+                          ", out " + std::to_string(kw.out_channels) + ", stride " + std::to_string(kw.stride) + ")");
+  }
+  return std::make_shared<nn::Identity>();
 }
 
 }  // namespace
@@ -280,6 +363,9 @@ void register_architectures() {
   registry.add("SearchableShuffleNetV2", build_searchable_shufflenet_v2);
   registry.add("ShuffleBlock", build_shuffle_block);
   registry.add("ShuffleXception", build_shuffle_xception);
+  registry.add("SearchableMobileNetV2", build_searchable_mobilenet_v2);
+  registry.add("MBBlock", build_mb_block);
+  registry.add("Identity", build_identity_op);
   register_darts_architectures();
 }
 
