@@ -63,6 +63,11 @@ class Model : public torch::nn::Module {
   /// step trains one path of the supernet). Multi-process training then finds the unused
   /// parameters each step (model_wrapper_cfg.find_unused_parameters defaults to this).
   virtual bool leaves_parameters_unused() const { return false; }
+
+  /// State that is not a tensor of the model but must survive a resume (a NAS mutator's
+  /// generator); checkpoints hold it as JSON. Null when there is none.
+  virtual Json extra_state() const { return nullptr; }
+  virtual void load_extra_state(const Json& /*state*/) {}
 };
 
 /// "models": architectures, backbones, necks, heads and algorithms (MMEngine's MODELS).

@@ -74,7 +74,17 @@ void OptimWrapper::step() {
   optimizer_->step();
 }
 
-void OptimWrapper::zero_grad() { optimizer_->zero_grad(); }
+// Gradients are released, not zeroed (PyTorch's set_to_none): a parameter that takes no part
+// in the next step (an unchosen candidate of a one-shot supernet) then gets no momentum or
+// weight-decay update, and a resumed run, which starts with no gradients, steps exactly as
+// the uninterrupted one.
+void OptimWrapper::zero_grad() {
+  for (auto& group : optimizer_->param_groups()) {
+    for (auto& p : group.params()) {
+      if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
+    }
+  }
+}
 
 size_t OptimWrapper::num_groups() const { return optimizer_->param_groups().size(); }
 

@@ -392,6 +392,7 @@ std::string Runner::save_checkpoint(const std::string& filename) {
                    {"scalars", hub_.scalars},
                    {"runtime_info", hub_.runtime_info},
                    {"hooks", hook_states}};
+  if (Json extra = model().extra_state(); !extra.is_null()) contents.meta["model_state"] = extra;
   contents.model = state_dict(model());
   contents.rng = capture_rng_state();
   write_checkpoint(path, contents, optim_wrapper_ ? &optim_wrapper_->optimizer() : nullptr);
@@ -441,6 +442,7 @@ void Runner::resume_from(const std::string& path) {
     if (hook_states.contains(hook->name())) hook->after_load_checkpoint(*this, hook_states[hook->name()]);
   }
   restore_rng_state(contents.rng);
+  if (meta.contains("model_state")) model().load_extra_state(meta["model_state"]);
   spdlog::info("Resumed from {} at epoch {}, iteration {}", path, epoch(), iter());
 }
 

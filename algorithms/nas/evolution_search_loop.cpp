@@ -48,28 +48,6 @@ SearchCandidate from_json(const Json& j) {
   return c;
 }
 
-std::string hex(const torch::Tensor& bytes) {
-  static const char* digits = "0123456789abcdef";
-  const torch::Tensor b = bytes.contiguous().to(torch::kUInt8);
-  const auto* data = b.data_ptr<uint8_t>();
-  std::string out;
-  out.reserve(static_cast<size_t>(b.numel()) * 2);
-  for (int64_t i = 0; i < b.numel(); ++i) {
-    out.push_back(digits[data[i] >> 4]);
-    out.push_back(digits[data[i] & 15]);
-  }
-  return out;
-}
-
-torch::Tensor unhex(const std::string& text) {
-  torch::Tensor out = torch::empty({static_cast<int64_t>(text.size() / 2)}, torch::kUInt8);
-  auto* data = out.data_ptr<uint8_t>();
-  for (size_t i = 0; i + 1 < text.size(); i += 2) {
-    data[i / 2] = static_cast<uint8_t>(std::stoi(text.substr(i, 2), nullptr, 16));
-  }
-  return out;
-}
-
 std::string key_of(const Json& choices) { return choices.dump(); }
 
 }  // namespace
@@ -297,7 +275,7 @@ void EvolutionSearchLoop::save_checkpoint() {
   Json history = Json::array();
   for (const auto& [e, c] : history_) history.push_back({{"epoch", e}, {"candidate", to_json(c)}});
   state["history"] = history;
-  state["generator"] = hex(algorithm().mutator().generator().get_state());
+  state["generator"] = algorithm().mutator().generator_state();
   if (!runner_.write_files()) return;
   const fs::path dir = runner_.work_dir();
   write_file_atomically((dir / ("search_epoch_" + std::to_string(epoch_) + ".json")).string(),
@@ -334,7 +312,7 @@ void EvolutionSearchLoop::resume(const std::string& path) {
     history_.emplace_back(h.at("epoch").get<int64_t>(), c);
     scored_[key_of(c.choices)] = c;
   }
-  algorithm().mutator().generator().set_state(unhex(state.at("generator").get<std::string>()));
+  algorithm().mutator().set_generator_state(state.at("generator").get<std::string>());
   // The population must fit this model's search groups.
   for (const auto& c : candidates_) algorithm().mutator().set_choices(c.choices);
   spdlog::info("search: resumed from {} after epoch {} of {}", path, epoch_, options_.max_epochs);

@@ -22,6 +22,13 @@ class NasAlgorithm : public BaseAlgorithm {
   /// search groups over what is left free.
   void fix_subnet(const Json& subnet, const std::string& origin);
 
+  /// The mutator's generator, so that a resumed run samples the subnets the uninterrupted
+  /// run would have.
+  Json extra_state() const override { return Json{{"mutator_generator", mutator_->generator_state()}}; }
+  void load_extra_state(const Json& state) override {
+    if (state.contains("mutator_generator")) mutator_->set_generator_state(state["mutator_generator"].get<std::string>());
+  }
+
  protected:
   std::shared_ptr<NasMutator> mutator_;
 };

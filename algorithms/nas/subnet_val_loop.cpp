@@ -5,6 +5,7 @@
 
 #include "algorithms/nas/nas_algorithm.h"
 #include "components/nn/bn_calibration.h"
+#include "engine/dist.h"
 #include "engine/runner.h"
 #include "engine/strings.h"
 
@@ -21,12 +22,24 @@ Metrics SubnetValLoop::run() {
               ": SubnetValLoop evaluates the subnets of a NAS algorithm (model.type = \"SPOS\", ...)");
   NasMutator& mutator = nas->mutator();
   const Json saved = mutator.current_choices();
+  // Random subnets from a generator of this validation's own (seeded by the run's seed and
+  // the epoch, equal on every rank): training's sequence of subnets does not depend on
+  // whether or when it validates, so a resumed run samples what the uninterrupted one did.
+  at::Generator generator = dist::shared_generator(runner_.seed(), 0x76616c00u + static_cast<uint64_t>(runner_.epoch()));
+  // Validation leaves the supernet as it found it: the BN statistics the calibration
+  // overwrites are put back afterwards (training, and a resumed run, continue from them).
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> saved_buffers;
+  if (options_.calibrate_sample_num > 0) {
+    for (const auto& item : runner_.model().named_buffers()) {
+      saved_buffers.emplace_back(item.value(), item.value().clone());
+    }
+  }
   Metrics all;
   int64_t random_index = 0;
   for (const auto& kind : options_.sample_kinds) {
     const std::string prefix =
         kind == "random" ? "random_subnet_" + std::to_string(random_index++) : kind + "_subnet";
-    mutator.set_choices(mutator.sample_choices(kind));
+    mutator.set_choices(mutator.sample_choices(kind, generator));
     if (options_.calibrate_sample_num > 0) {
       calibrate_bn_statistics(runner_.model(), runner_.train_dataloader(), options_.calibrate_sample_num,
                               [this](const Batch& b) { return runner_.to_device(b); },
@@ -41,6 +54,10 @@ Metrics SubnetValLoop::run() {
     }
   }
   mutator.set_choices(saved);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [buffer, copy] : saved_buffers) buffer.copy_(copy);
+  }
   std::vector<std::string> parts;
   for (const auto& item : all) parts.push_back(item.first + ": " + format_number(item.second, 3));
   spdlog::info("{} of subnets: {}", is_test_ ? "test" : "validation", join(parts, "  "));

@@ -152,13 +152,13 @@ const SearchGroup& NasMutator::group(const std::string& key) const {
                      " (groups: ", join(keys, ", "), ")");
 }
 
-Json NasMutator::sample_choices(const std::string& kind) {
+Json NasMutator::sample_choices(const std::string& kind, at::Generator& generator) {
   RAZOR_CHECK(kind == "random" || kind == "max" || kind == "min",
               "mutator: sample kind must be \"random\", \"max\" or \"min\", got \"", kind, "\"");
   Json out = Json::object();
   for (const auto& g : groups_) {
     const Mutable& m = g.front();
-    out[g.key] = kind == "random" ? m.sample_choice(generator_)
+    out[g.key] = kind == "random" ? m.sample_choice(generator)
                  : kind == "max"  ? m.max_choice()
                                   : m.min_choice();
   }
@@ -232,6 +232,26 @@ Json NasMutator::choices_from_subnet(const Json& subnet, const std::string& orig
                 "\" (choices: ", describe_choices(g.front().choices()), ")");
   }
   return out;
+}
+
+std::string NasMutator::generator_state() const {
+  static const char* digits = "0123456789abcdef";
+  const torch::Tensor bytes = generator_.get_state().contiguous();
+  const auto* data = bytes.data_ptr<uint8_t>();
+  std::string out;
+  for (int64_t i = 0; i < bytes.numel(); ++i) {
+    out.push_back(digits[data[i] >> 4]);
+    out.push_back(digits[data[i] & 15]);
+  }
+  return out;
+}
+
+void NasMutator::set_generator_state(const std::string& state) {
+  RAZOR_CHECK(state.size() % 2 == 0 && !state.empty(), "mutator: a generator state must be an even-length hex string");
+  torch::Tensor bytes = torch::empty({static_cast<int64_t>(state.size() / 2)}, torch::kUInt8);
+  auto* data = bytes.data_ptr<uint8_t>();
+  for (size_t i = 0; i < state.size(); i += 2) data[i / 2] = static_cast<uint8_t>(std::stoi(state.substr(i, 2), nullptr, 16));
+  generator_.set_state(bytes);
 }
 
 std::vector<torch::Tensor> NasMutator::arch_params() const {

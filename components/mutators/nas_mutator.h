@@ -55,7 +55,10 @@ class NasMutator : public torch::nn::Module {
   const SearchGroup& group(const std::string& key) const;
 
   /// {group key: choice} for `kind` "random" (from the shared generator), "max" or "min".
-  Json sample_choices(const std::string& kind = "random");
+  Json sample_choices(const std::string& kind = "random") { return sample_choices(kind, generator_); }
+  /// The same, drawing random choices from `generator` (validation draws its own subnets, so
+  /// that it does not change which subnets training samples).
+  Json sample_choices(const std::string& kind, at::Generator& generator);
   /// Sets every group in `choices` ({group key: choice}); a group missing from it, an
   /// unknown key or a choice that is not valid is a config error.
   void set_choices(const Json& choices);
@@ -78,6 +81,9 @@ class NasMutator : public torch::nn::Module {
   /// The generator samples come from: seeded identically on every rank, so every rank draws
   /// the same subnet.
   at::Generator& generator() { return generator_; }
+  /// The generator's state as a hex string, and back (checkpoints and search checkpoints).
+  std::string generator_state() const;
+  void set_generator_state(const std::string& state);
 
  private:
   NasMutatorOptions options_;

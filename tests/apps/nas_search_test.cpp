@@ -249,3 +249,22 @@ TEST_CASE("search and subnets: bad input is a clear error", "[nas][e2e]") {
     CHECK(out.find("searches a NAS algorithm with a mutator") != std::string::npos);
   }
 }
+
+TEST_CASE("SPOS training resumed after an epoch samples the same subnets as an uninterrupted run",
+          "[nas][e2e]") {
+  TempDir dir;
+  const std::string train = razor_cli("train " + kConfigs + "tiny_spos_supernet.toml --cfg-options param_scheduler=[] "
+                                      "train_cfg.max_epochs=2 ");
+  expect(train + "--work-dir " + (dir / "whole"), 0, dir / "whole.log");
+  expect(razor_cli("train " + kConfigs + "tiny_spos_supernet.toml --cfg-options param_scheduler=[] "
+                   "train_cfg.max_epochs=1 --work-dir " + (dir / "parts")),
+         0, dir / "first.log");
+  expect(train + "--work-dir " + (dir / "parts") + " --resume", 0, dir / "second.log");
+  razor::CheckpointReader a(dir / "whole/epoch_2.pth"), b(dir / "parts/epoch_2.pth");
+  REQUIRE(a.contents().model.size() == b.contents().model.size());
+  for (size_t i = 0; i < a.contents().model.size(); ++i) {
+    INFO(a.contents().model[i].first);
+    CHECK(torch::equal(a.contents().model[i].second, b.contents().model[i].second));
+  }
+  CHECK(a.contents().meta["model_state"] == b.contents().meta["model_state"]);
+}
