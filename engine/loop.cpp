@@ -51,6 +51,14 @@ void TrainLoop::check_finite() {
                       "; stopping. Lower the learning rate or add clip_grad to optim_wrapper.");
 }
 
+int64_t TrainLoop::batches_done_in_epoch(int64_t per_epoch) const {
+  const int64_t skip = iter_ - epoch_ * per_epoch;
+  RAZOR_RUNTIME_CHECK(skip >= 0 && skip < per_epoch, "the checkpoint's position (epoch ", epoch_,
+                      ", iteration ", iter_, ") does not fit ", per_epoch,
+                      " batches per epoch: was the batch size or the data changed?");
+  return skip;
+}
+
 void TrainLoop::maybe_validate(int64_t completed, int64_t total) {
   if (!runner_.has_val()) return;
   if (completed >= val_begin_ && (completed % val_interval_ == 0 || completed == total)) runner_.val();
@@ -116,10 +124,7 @@ class EpochBasedTrainLoop : public TrainLoop {
     RAZOR_CHECK(per_epoch > 0, "train_dataloader yields no batches");
     // A checkpoint taken by iteration may sit inside an epoch: resume at the next batch of
     // that epoch's shuffle.
-    int64_t skip = iter_ - epoch_ * per_epoch;
-    RAZOR_RUNTIME_CHECK(skip >= 0 && skip < per_epoch, "the checkpoint's position (epoch ", epoch_,
-                        ", iteration ", iter_, ") does not fit ", per_epoch,
-                        " batches per epoch: was the batch size or the data changed?");
+    int64_t skip = batches_done_in_epoch(per_epoch);
     while (epoch_ < max_epochs_) {
       runner_.call_hooks([&](Hook& h) { h.before_train_epoch(runner_); });
       runner_.model().train();

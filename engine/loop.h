@@ -48,6 +48,9 @@ class TrainLoop : public Loop {
   explicit TrainLoop(Runner& runner) : runner_(runner) {}
   /// Runs one train step with its hooks; fails on a NaN or infinite loss.
   void run_iter(int64_t batch_idx, const Batch& batch);
+  /// The batches of the current epoch a resumed checkpoint already consumed (0 at an epoch
+  /// boundary); a position that does not fit `per_epoch` batches is an error.
+  int64_t batches_done_in_epoch(int64_t per_epoch) const;
   /// Runs validation when it is due after `completed` epochs (or iterations).
   void maybe_validate(int64_t completed, int64_t total);
 

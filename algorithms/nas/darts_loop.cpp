@@ -42,10 +42,7 @@ class DartsEpochBasedTrainLoop : public TrainLoop {
     const int64_t per_epoch = epoch_length();
     RAZOR_CHECK(per_epoch > 0,
                 "train_dataloader or train_cfg.mutator_dataloader yields no batches");
-    int64_t skip = iter_ - epoch_ * per_epoch;
-    RAZOR_RUNTIME_CHECK(skip >= 0 && skip < per_epoch, "the checkpoint's position (epoch ", epoch_,
-                        ", iteration ", iter_, ") does not fit ", per_epoch,
-                        " batches per epoch: was the batch size or the data changed?");
+    int64_t skip = batches_done_in_epoch(per_epoch);
     while (epoch_ < max_epochs_) {
       runner_.call_hooks([&](Hook& h) { h.before_train_epoch(runner_); });
       runner_.model().train();

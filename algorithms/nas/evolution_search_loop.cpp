@@ -58,12 +58,14 @@ EvolutionSearchLoop::EvolutionSearchLoop(Runner& runner, EvolutionSearchOptions 
 }
 
 NasAlgorithm& EvolutionSearchLoop::algorithm() {
+  if (nas_) return *nas_;
   auto* nas = dynamic_cast<NasAlgorithm*>(&runner_.model());
   RAZOR_CHECK(nas, runner_.config().file,
               ": train_cfg EvolutionSearchLoop searches a NAS algorithm with a mutator (model.type "
               "= \"SPOS\", ...), not a plain model");
   RAZOR_CHECK(!nas->mutator().search_groups().empty(), runner_.config().file,
               ": the model has nothing left to search (every mutable is fixed)");
+  nas_ = nas;
   return *nas;
 }
 

@@ -103,6 +103,8 @@ class EvolutionSearchLoop : public TrainLoop {
   std::vector<SearchCandidate> top_k_;
   /// Every candidate scored so far, by its choices (a candidate is never scored twice).
   std::map<std::string, SearchCandidate> scored_;
+  /// The searched model, checked once (algorithm()).
+  NasAlgorithm* nas_ = nullptr;
   /// The history, in scoring order: (epoch, candidate).
   std::vector<std::pair<int64_t, SearchCandidate>> history_;
 };

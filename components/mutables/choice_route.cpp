@@ -62,6 +62,14 @@ void DiffChoiceRoute::set_current_choice(const Choice& choice) {
   chosen_ = chosen;
 }
 
+bool DiffChoiceRoute::accepts(const Choice& choice) const {
+  if (!choice.is_array() || choice.empty()) return false;
+  return std::all_of(choice.begin(), choice.end(), [this](const Choice& item) {
+    return item.is_string() &&
+           std::find(names_.begin(), names_.end(), item.get<std::string>()) != names_.end();
+  });
+}
+
 Choice DiffChoiceRoute::sample_choice(at::Generator&) const {
   if (fixed_ || !alpha_.defined()) return current_choice();
   const auto order = alpha_.detach().cpu().argsort(0, /*descending=*/true);

@@ -21,6 +21,8 @@ class DiffChoiceRoute : public Mutable {
   /// The list of kept edge names (all edges until a choice is set).
   Choice current_choice() const override;
   void set_current_choice(const Choice& choice) override;
+  /// A non-empty list of edge names.
+  bool accepts(const Choice& choice) const override;
   /// The `num_chosen` edges of largest α (in edge order); without α, the current choice.
   Choice sample_choice(at::Generator& generator) const override;
   void fix_chosen(const Choice& chosen) override;

@@ -75,11 +75,9 @@ void Mutable::fail_choice(const Choice& choice) const {
                      describe_choices(choices()), ")");
 }
 
-void Mutable::check_choice(const Choice& choice) const {
+bool Mutable::accepts(const Choice& choice) const {
   const auto all = choices();
-  if (std::find(all.begin(), all.end(), choice) == all.end()) fail_choice(choice);
-  RAZOR_CHECK(!fixed_ || choice == current_choice(), display_name(), ": fixed to ",
-              current_choice().dump(), ", cannot choose ", choice.dump());
+  return std::find(all.begin(), all.end(), choice) != all.end();
 }
 
 }  // namespace razor

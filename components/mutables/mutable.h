@@ -26,6 +26,8 @@ class Mutable : public nn::Module {
   virtual Choice current_choice() const = 0;
   /// Sets the choice; one that is not among `choices()` is a config error naming both.
   virtual void set_current_choice(const Choice& choice) = 0;
+  /// Whether `choice` is one of this mutable's choices (as set_current_choice would take it).
+  virtual bool accepts(const Choice& choice) const;
   /// A random choice (uniform unless the mutable says otherwise) from `generator`, which
   /// the mutator seeds identically on every rank.
   virtual Choice sample_choice(at::Generator& generator) const;
@@ -58,8 +60,6 @@ class Mutable : public nn::Module {
  protected:
   /// Config error: `choice` is not one of `choices()`.
   [[noreturn]] void fail_choice(const Choice& choice) const;
-  /// Checks a choice against `choices()` and the fixed state.
-  void check_choice(const Choice& choice) const;
 
   bool fixed_ = false;
 

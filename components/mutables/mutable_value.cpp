@@ -28,17 +28,21 @@ MutableValue::MutableValue(const std::string& type_name, std::vector<Choice> val
   }
 }
 
-void MutableValue::set_current_choice(const Choice& choice) {
-  // 3 and 3.0 are the same value (a YAML file may write either).
+const Choice* MutableValue::find(const Choice& choice) const {
   for (const auto& v : values_) {
     if (v == choice || (v.is_number() && choice.is_number() && v.get<double>() == choice.get<double>())) {
-      RAZOR_CHECK(!fixed_ || v == current_, display_name(), ": fixed to ", current_.dump(),
-                  ", cannot choose ", choice.dump());
-      current_ = v;
-      return;
+      return &v;
     }
   }
-  fail_choice(choice);
+  return nullptr;
+}
+
+void MutableValue::set_current_choice(const Choice& choice) {
+  const Choice* v = find(choice);
+  if (!v) fail_choice(choice);
+  RAZOR_CHECK(!fixed_ || *v == current_, display_name(), ": fixed to ", current_.dump(),
+              ", cannot choose ", choice.dump());
+  current_ = *v;
 }
 
 Choice MutableValue::min_choice() const {

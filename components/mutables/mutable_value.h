@@ -18,6 +18,8 @@ class MutableValue : public Mutable {
   std::vector<Choice> choices() const override { return values_; }
   Choice current_choice() const override { return current_; }
   void set_current_choice(const Choice& choice) override;
+  /// 3 and 3.0 are the same value (a YAML file may write either).
+  bool accepts(const Choice& choice) const override { return find(choice) != nullptr; }
   bool ordered() const override { return numeric_; }
   Choice min_choice() const override;
   Choice max_choice() const override;
@@ -29,6 +31,8 @@ class MutableValue : public Mutable {
   MutableValue(const std::string& type_name, std::vector<Choice> value_list, bool default_max,
                std::string alias);
   torch::Tensor forward(const torch::Tensor& input) override;
+  /// The value list's entry equal to `choice`, or null.
+  const Choice* find(const Choice& choice) const;
 
   std::vector<Choice> values_;
   Choice current_;

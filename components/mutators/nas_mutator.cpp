@@ -217,15 +217,9 @@ Json NasMutator::choices_from_subnet(const Json& subnet, const std::string& orig
                             : item.value();
     const SearchGroup& g = *it->second;
     // Check the value now, so that the error names the file and the mutable.
-    const auto all = g.front().choices();
-    const Json chosen = value;
-    bool valid = std::find(all.begin(), all.end(), chosen) != all.end() || chosen.is_array() ||
-                 (chosen.is_number() && std::any_of(all.begin(), all.end(), [&](const Json& c) {
-                    return c.is_number() && c.get<double>() == chosen.get<double>();
-                  }));
-    RAZOR_CHECK(valid, origin, ": ", item.key(), ": ", chosen.dump(),
-                " is not one of its choices (", describe_choices(all), ")");
-    out[g.key] = chosen;
+    RAZOR_CHECK(g.front().accepts(value), origin, ": ", item.key(), ": ", value.dump(),
+                " is not one of its choices (", describe_choices(g.front().choices()), ")");
+    out[g.key] = value;
   }
   for (const auto& g : groups_) {
     RAZOR_CHECK(out.contains(g.key), origin, ": no choice for mutable \"", g.subnet_name(),

@@ -21,39 +21,24 @@
 #include "engine/config.h"
 #include "engine/model.h"
 #include "tests/datasets/temp_dir.h"
+#include "tests/process.h"
 
 namespace fs = std::filesystem;
 using razor::Json;
 using razor::test::TempDir;
+using razor::test::mpirun;
+using razor::test::razor_command;
+using razor::test::read_file;
+using razor::test::run;
 
 namespace {
 
 const std::string kConfigs = std::string(RAZOR_TEST_DATA_DIR) + "/configs/nas/";
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-int shell(const std::string& command, const std::string& log) {
-  const int status = std::system((command + " > " + log + " 2>&1").c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string razor_cli(const std::string& args) { return std::string(RAZOR_BINARY) + " " + args; }
-
-std::string mpirun2() {
-  std::string command = "mpirun --oversubscribe -np 2";
-  if (geteuid() == 0) command += " --allow-run-as-root";
-  return command + " ";
-}
-
 /// Runs `command`, requires exit code `expected`, returns the output.
 std::string expect(const std::string& command, int expected, const std::string& log) {
-  const int code = shell(command, log);
-  const std::string output = slurp(log);
+  const int code = run(command, log);
+  const std::string output = read_file(log);
   INFO(command << "\n" << output);
   REQUIRE(code == expected);
   return output;
@@ -64,7 +49,7 @@ const std::string& supernet() {
   static TempDir dir;
   static std::string checkpoint;
   if (checkpoint.empty()) {
-    expect(razor_cli("train " + kConfigs + "tiny_spos_supernet.toml --work-dir " + dir.path()), 0,
+    expect(razor_command("train " + kConfigs + "tiny_spos_supernet.toml --work-dir " + dir.path()), 0,
            dir / "train.log");
     checkpoint = dir / "epoch_1.pth";
   }
@@ -72,7 +57,7 @@ const std::string& supernet() {
 }
 
 std::string search_command(const std::string& work_dir, const std::string& extra = "") {
-  return razor_cli("search " + kConfigs + "tiny_spos_search.toml --checkpoint " + supernet() +
+  return razor_command("search " + kConfigs + "tiny_spos_search.toml --checkpoint " + supernet() +
                " --work-dir " + work_dir + " " + extra);
 }
 
@@ -102,15 +87,15 @@ TEST_CASE("search: the best subnet meets the constraint, and razor test reproduc
   }
   razor::CheckpointReader reader(dir / "best_subnet.pth");
   CHECK(reader.contents().meta["score"].get<double>() == best);
-  const std::string subnet = slurp(dir / "best_fix_subnet.yaml");
+  const std::string subnet = read_file(dir / "best_fix_subnet.yaml");
   CHECK(subnet.find("backbone.layers.0.0:\n  chosen: ") == 0);
 
   // The subnet's own weights, fixed by --subnet, give exactly the score the search reported.
   const std::string tested =
-      expect(razor_cli("test " + kConfigs + "tiny_spos_search.toml " + (dir / "best_subnet.pth") +
+      expect(razor_command("test " + kConfigs + "tiny_spos_search.toml " + (dir / "best_subnet.pth") +
                    " --subnet " + (dir / "best_fix_subnet.yaml") + " --out " + (dir / "test.json")),
              0, dir / "test.log");
-  const Json result = Json::parse(slurp(dir / "test.json"));
+  const Json result = Json::parse(read_file(dir / "test.json"));
   CHECK(result["metrics"]["accuracy/top1"].get<double>() == Approx(best).epsilon(1e-12));
   // best_subnet.pth holds only the chosen path: fewer tensors than the supernet.
   razor::CheckpointReader whole(supernet());
@@ -118,13 +103,13 @@ TEST_CASE("search: the best subnet meets the constraint, and razor test reproduc
 
   // Exported as a static model (no mutables), it tests to the same score...
   const std::string exported = dir / "static";
-  const std::string export_out = expect(razor_cli("export " + kConfigs + "tiny_spos_search.toml " + (dir / "best_subnet.pth") +
+  const std::string export_out = expect(razor_command("export " + kConfigs + "tiny_spos_search.toml " + (dir / "best_subnet.pth") +
                                                   " --subnet " + (dir / "best_fix_subnet.yaml") + " --out " + exported),
                                         0, dir / "export.log");
   CHECK(export_out.find("Exported the subnet") != std::string::npos);
-  expect(razor_cli("test " + exported + "/subnet.toml " + exported + "/subnet.pth --out " + (dir / "static.json")), 0,
+  expect(razor_command("test " + exported + "/subnet.toml " + exported + "/subnet.pth --out " + (dir / "static.json")), 0,
          dir / "static.log");
-  CHECK(Json::parse(slurp(dir / "static.json"))["metrics"]["accuracy/top1"].get<double>() == Approx(best).epsilon(1e-12));
+  CHECK(Json::parse(read_file(dir / "static.json"))["metrics"]["accuracy/top1"].get<double>() == Approx(best).epsilon(1e-12));
 
   // ... computes what the supernet fixed to the subnet computes, with fewer parameters.
   razor::register_all();
@@ -165,8 +150,8 @@ TEST_CASE("search: the best subnet meets the constraint, and razor test reproduc
 TEST_CASE("search: two ranks find the same subnets as one process", "[nas][e2e][dist]") {
   TempDir one, two;
   expect(search_command(one.path()), 0, one / "search.log");
-  expect(mpirun2() + search_command(two.path()), 0, two / "search.log");
-  CHECK(slurp(one / "best_fix_subnet.yaml") == slurp(two / "best_fix_subnet.yaml"));
+  expect(mpirun(2) + search_command(two.path()), 0, two / "search.log");
+  CHECK(read_file(one / "best_fix_subnet.yaml") == read_file(two / "best_fix_subnet.yaml"));
   const auto a = history(one.path()), b = history(two.path());
   REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) {
@@ -195,14 +180,14 @@ TEST_CASE("search: killed with -9 after an epoch and resumed, it ends as the uni
   kill(pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
-  INFO(slurp(killed / "search.log"));
+  INFO(read_file(killed / "search.log"));
   REQUIRE(WIFSIGNALED(status));
   REQUIRE(fs::exists(killed / "search_epoch_1.json"));
   REQUIRE_FALSE(fs::exists(killed / "best_fix_subnet.yaml"));  // killed before the end
 
   const std::string out = expect(search_command(killed.path(), "--resume"), 0, killed / "resume.log");
   CHECK(out.find("resumed from") != std::string::npos);
-  CHECK(slurp(killed / "best_fix_subnet.yaml") == slurp(full / "best_fix_subnet.yaml"));
+  CHECK(read_file(killed / "best_fix_subnet.yaml") == read_file(full / "best_fix_subnet.yaml"));
   const auto a = history(full.path()), b = history(killed.path());
   REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) CHECK(a[i]["choices"] == b[i]["choices"]);
@@ -210,7 +195,7 @@ TEST_CASE("search: killed with -9 after an epoch and resumed, it ends as the uni
 
 TEST_CASE("search and subnets: bad input is a clear error", "[nas][e2e]") {
   TempDir dir;
-  const std::string test = razor_cli("test " + kConfigs + "tiny_spos_search.toml " + supernet() + " --subnet ");
+  const std::string test = razor_command("test " + kConfigs + "tiny_spos_search.toml " + supernet() + " --subnet ");
   {
     std::ofstream(dir / "unknown.yaml") << "backbone.layers.0.0: {chosen: shuffle_3x3}\n"
                                            "backbone.layers.1.0: {chosen: shuffle_3x3}\n"
@@ -244,7 +229,7 @@ TEST_CASE("search and subnets: bad input is a clear error", "[nas][e2e]") {
                                       << "[model]\n_delete_ = true\ntype = \"ImageClassifier\"\n"
                                       << "backbone = { type = \"LeNet5\", in_channels = 1 }\n"
                                       << "head = { type = \"ClsHead\" }\n";
-    const std::string out = expect(razor_cli("search " + (dir / "plain.toml") + " --work-dir " + (dir / "plain")),
+    const std::string out = expect(razor_command("search " + (dir / "plain.toml") + " --work-dir " + (dir / "plain")),
                                    2, dir / "plain.log");
     CHECK(out.find("searches a NAS algorithm with a mutator") != std::string::npos);
   }
@@ -253,10 +238,10 @@ TEST_CASE("search and subnets: bad input is a clear error", "[nas][e2e]") {
 TEST_CASE("SPOS training resumed after an epoch samples the same subnets as an uninterrupted run",
           "[nas][e2e]") {
   TempDir dir;
-  const std::string train = razor_cli("train " + kConfigs + "tiny_spos_supernet.toml --cfg-options param_scheduler=[] "
+  const std::string train = razor_command("train " + kConfigs + "tiny_spos_supernet.toml --cfg-options param_scheduler=[] "
                                       "train_cfg.max_epochs=2 ");
   expect(train + "--work-dir " + (dir / "whole"), 0, dir / "whole.log");
-  expect(razor_cli("train " + kConfigs + "tiny_spos_supernet.toml --cfg-options param_scheduler=[] "
+  expect(razor_command("train " + kConfigs + "tiny_spos_supernet.toml --cfg-options param_scheduler=[] "
                    "train_cfg.max_epochs=1 --work-dir " + (dir / "parts")),
          0, dir / "first.log");
   expect(train + "--work-dir " + (dir / "parts") + " --resume", 0, dir / "second.log");

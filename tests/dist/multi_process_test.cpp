@@ -17,34 +17,18 @@
 
 #include "engine/checkpoint.h"
 #include "tests/datasets/temp_dir.h"
+#include "tests/process.h"
 
 namespace fs = std::filesystem;
 using razor::test::TempDir;
+using razor::test::mpirun;
+using razor::test::razor_command;
+using razor::test::read_file;
+using razor::test::run;
 
 namespace {
 
 const std::string kConfigs = std::string(RAZOR_TEST_DATA_DIR) + "/configs/dist/";
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-/// Runs a shell command, its output to `log`; returns its exit code.
-int run(const std::string& command, const std::string& log) {
-  const int status = std::system((command + " > " + log + " 2>&1").c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string mpirun(int ranks) {
-  std::string command = "mpirun --oversubscribe -np " + std::to_string(ranks);
-  if (geteuid() == 0) command += " --allow-run-as-root";
-  return command + " ";
-}
-
-std::string razor_command(const std::string& args) { return std::string(RAZOR_BINARY) + " " + args; }
 
 /// Trains `config` with `ranks` processes (mpirun when > 1) and the given per-rank batch size;
 /// returns the final checkpoint.

@@ -175,7 +175,7 @@ TEST_CASE("SearchableShuffleNetV2 names its mutables as MMRazor and counts as th
     CHECK(counted.flops == expected.flops);
     CHECK(counted.params == expected.params);
   }
-  // All 3x3: 7.459 M FLOPs at 1x1x28x28; all 7x7 is the largest, 8.708 M.
+  // All 3x3: 7.459 M FLOPs at 1x1x28x28; all 7x7: 8.708 M.
   CHECK(closed_form({"3", "3", "3", "3", "3", "3"}).flops == 7459200);
   CHECK(closed_form({"7", "7", "7", "7", "7", "7"}).flops == 8708480);
 }
