@@ -2,6 +2,8 @@
 
 #include "components/distill/recorder.h"
 #include "components/mutables/register_mutables.h"
+#include "components/predictors/predictor_handler.h"
+#include "components/quant/register_quant.h"
 
 #include "engine/default_hooks.h"
 #include "engine/loop.h"
@@ -27,6 +29,8 @@ void register_all() {
   register_architectures();
   register_distill_losses();
   register_recorders();
+  register_predictors();
+  quant::register_quant();
   register_algorithms();
 }
 

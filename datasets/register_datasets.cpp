@@ -42,7 +42,7 @@ void register_readers() {
     }
     return std::make_shared<data::CIFAR100>(root, read_split(args), labels == "fine");
   });
-  data::register_dataset("ImageFolder", [](Args& args, const BuildContext&) {
+  auto image_folder = [](Args& args, const BuildContext&) {
     data::ImageFolder::Options options;
     options.data_root = args.require<std::string>("data_root");
     const std::string color = args.get("color", "color");
@@ -51,8 +51,14 @@ void register_readers() {
     }
     options.color = color == "color";
     options.extensions = args.get<std::vector<std::string>>("extensions", options.extensions);
+    options.ann_file = args.get("ann_file", "");
+    options.data_prefix = args.get("data_prefix", "");
     return std::make_shared<data::ImageFolder>(options);
-  });
+  };
+  data::register_dataset("ImageFolder", image_folder);
+  // mmcls's ImageNet: data_root = "data/imagenet", ann_file = "meta/train.txt",
+  // data_prefix = "train" (an ImageFolder reading the annotation list).
+  data::register_dataset("ImageNet", image_folder);
   data::register_dataset("Synthetic", [](Args& args, const BuildContext&) {
     data::Synthetic::Options options;
     options.num_samples = args.get<int64_t>("num_samples", options.num_samples);

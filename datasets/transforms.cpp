@@ -160,6 +160,111 @@ void CenterCrop::apply(cv::Mat& image, std::mt19937_64&) const {
   image = src(cv::Rect(left, top, size_.width, size_.height));
 }
 
+RandomResizedCrop::RandomResizedCrop(Size2 size, std::pair<double, double> scale,
+                                     std::pair<double, double> ratio, int interpolation)
+    : size_(size), scale_(scale), ratio_(ratio), interpolation_(interpolation) {}
+
+void RandomResizedCrop::apply(cv::Mat& image, std::mt19937_64& rng) const {
+  const int height = image.rows, width = image.cols;
+  const double area = static_cast<double>(height) * width;
+  const double log_lo = std::log(ratio_.first), log_hi = std::log(ratio_.second);
+  cv::Rect crop;
+  bool found = false;
+  for (int attempt = 0; attempt < 10 && !found; ++attempt) {
+    const double target = area * (scale_.first + (scale_.second - scale_.first) * uniform01(rng));
+    const double aspect = std::exp(log_lo + (log_hi - log_lo) * uniform01(rng));
+    const int w = static_cast<int>(std::nearbyint(std::sqrt(target * aspect)));
+    const int h = static_cast<int>(std::nearbyint(std::sqrt(target / aspect)));
+    if (w > 0 && w <= width && h > 0 && h <= height) {
+      const int y = static_cast<int>(uniform_index(rng, static_cast<uint64_t>(height - h + 1)));
+      const int x = static_cast<int>(uniform_index(rng, static_cast<uint64_t>(width - w + 1)));
+      crop = cv::Rect(x, y, w, h);
+      found = true;
+    }
+  }
+  if (!found) {
+    // The central crop with the aspect ratio clamped into `ratio`.
+    const double in_ratio = static_cast<double>(width) / height;
+    int w = width, h = height;
+    if (in_ratio < ratio_.first) {
+      h = static_cast<int>(std::nearbyint(w / ratio_.first));
+    } else if (in_ratio > ratio_.second) {
+      w = static_cast<int>(std::nearbyint(h * ratio_.second));
+    }
+    crop = cv::Rect((width - w) / 2, (height - h) / 2, w, h);
+  }
+  cv::Mat out;
+  cv::resize(image(crop), out, cv::Size(size_.width, size_.height), 0, 0, interpolation_);
+  image = out;
+}
+
+ColorJitter::ColorJitter(double brightness, double contrast, double saturation, double hue)
+    : brightness_(brightness), contrast_(contrast), saturation_(saturation), hue_(hue) {}
+
+namespace {
+
+cv::Mat greyscale(const cv::Mat& rgb) {
+  cv::Mat grey;
+  cv::cvtColor(rgb, grey, cv::COLOR_RGB2GRAY);  // 0.299 R + 0.587 G + 0.114 B
+  return grey;
+}
+
+// factor * image + (1 - factor) * other, clamped to [0, 1].
+void blend(cv::Mat& image, const cv::Mat& other, double factor) {
+  cv::addWeighted(image, factor, other, 1.0 - factor, 0.0, image);
+  cv::min(cv::max(image, 0.0), 1.0, image);
+}
+
+}  // namespace
+
+void ColorJitter::apply(cv::Mat& image, std::mt19937_64& rng) const {
+  // torchvision's order of draws: the permutation, then each enabled factor.
+  int order[4] = {0, 1, 2, 3};
+  for (int i = 3; i > 0; --i) {
+    std::swap(order[i], order[uniform_index(rng, static_cast<uint64_t>(i + 1))]);
+  }
+  auto factor = [&](double v) {
+    const double lo = std::max(0.0, 1.0 - v);
+    return lo + (1.0 + v - lo) * uniform01(rng);
+  };
+  const double b = brightness_ > 0 ? factor(brightness_) : 1.0;
+  const double c = contrast_ > 0 ? factor(contrast_) : 1.0;
+  const double s = saturation_ > 0 ? factor(saturation_) : 1.0;
+  const double h = hue_ > 0 ? -hue_ + 2.0 * hue_ * uniform01(rng) : 0.0;
+
+  const bool is_uint8 = image.depth() == CV_8U;
+  const int channels = image.channels();
+  cv::Mat work;
+  image.convertTo(work, CV_32F, is_uint8 ? 1.0 / 255.0 : 1.0);
+  for (int op : order) {
+    if (op == 0 && b != 1.0) {
+      blend(work, cv::Mat::zeros(work.size(), work.type()), b);
+    } else if (op == 1 && c != 1.0) {
+      const double mean = cv::mean(channels == 3 ? greyscale(work) : work)[0];
+      blend(work, cv::Mat(work.size(), work.type(), cv::Scalar::all(mean)), c);
+    } else if (op == 2 && s != 1.0 && channels == 3) {
+      cv::Mat grey;
+      cv::cvtColor(greyscale(work), grey, cv::COLOR_GRAY2RGB);
+      blend(work, grey, s);
+    } else if (op == 3 && h != 0.0 && channels == 3) {
+      cv::Mat hsv;
+      cv::cvtColor(work, hsv, cv::COLOR_RGB2HSV);  // H in [0, 360)
+      std::vector<cv::Mat> planes;
+      cv::split(hsv, planes);
+      planes[0].forEach<float>([&](float& hue, const int*) {
+        hue = static_cast<float>(std::fmod(hue + h * 360.0 + 360.0, 360.0));
+      });
+      cv::merge(planes, hsv);
+      cv::cvtColor(hsv, work, cv::COLOR_HSV2RGB);
+    }
+  }
+  if (is_uint8) {
+    work.convertTo(image, CV_8U, 255.0);  // rounds and saturates
+  } else {
+    image = work;
+  }
+}
+
 Normalize::Normalize(std::vector<double> mean, std::vector<double> std)
     : mean_(std::move(mean)), std_(std::move(std)) {}
 
@@ -188,6 +293,32 @@ void Normalize::apply(cv::Mat& image, std::mt19937_64&) const {
     }
     cv::merge(planes, out);
   }
+  image = out;
+}
+
+Cutout::Cutout(Size2 shape, std::vector<double> pad_val, double prob)
+    : shape_(shape), pad_val_(std::move(pad_val)), prob_(prob) {}
+
+void Cutout::apply(cv::Mat& image, std::mt19937_64& rng) const {
+  if (uniform01(rng) > prob_) return;  // mmcls: np.random.rand() > prob disables it
+  const int channels = image.channels();
+  if ((pad_val_.size() != 1 && static_cast<int>(pad_val_.size()) != channels) || channels > 4) {
+    throw runtime_error("Cutout: ", pad_val_.size(), " pad_val values for an image of ", channels,
+                        " channels (", shape_text(image), "): give one, or one per channel (<= 4)");
+  }
+  const double y0 = uniform01(rng) * image.rows;
+  const double x0 = uniform01(rng) * image.cols;
+  const int y1 = static_cast<int>(std::max(0.0, y0 - shape_.height / 2.0));
+  const int x1 = static_cast<int>(std::max(0.0, x0 - shape_.width / 2.0));
+  const int y2 = std::min(image.rows, y1 + shape_.height);
+  const int x2 = std::min(image.cols, x1 + shape_.width);
+  const double scale = image.depth() == CV_8U ? 1.0 : 1.0 / 255.0;
+  cv::Scalar fill;
+  for (int c = 0; c < channels; ++c) {
+    fill[c] = pad_val_[pad_val_.size() == 1 ? 0 : static_cast<size_t>(c)] * scale;
+  }
+  cv::Mat out = image.clone();
+  out(cv::Rect(x1, y1, x2 - x1, y2 - y1)).setTo(fill);
   image = out;
 }
 
@@ -226,6 +357,31 @@ void register_transforms() {
     }
     return std::make_shared<RandomFlip>(prob, direction == "horizontal");
   });
+  registry.add("RandomResizedCrop", [](Args& args, const BuildContext&) {
+    const Size2 size = read_size(args, "size").size;
+    const auto range = [&](const std::string& key, std::pair<double, double> fallback) {
+      const auto v = args.get<std::vector<double>>(key, {fallback.first, fallback.second});
+      if (v.size() != 2 || !(v[0] > 0.0) || !(v[0] <= v[1])) {
+        args.fail(key, "expected [low, high] with 0 < low <= high");
+      }
+      return std::make_pair(v[0], v[1]);
+    };
+    const auto scale = range("scale", {0.08, 1.0});
+    if (scale.second > 1.0) args.fail("scale", "area fractions must be <= 1");
+    const auto ratio = range("ratio", {3.0 / 4.0, 4.0 / 3.0});
+    return std::make_shared<RandomResizedCrop>(size, scale, ratio, read_interpolation(args));
+  });
+  registry.add("ColorJitter", [](Args& args, const BuildContext&) {
+    const auto strength = [&](const std::string& key) {
+      const double v = args.get<double>(key, 0.0);
+      if (!(v >= 0.0)) args.fail(key, "expected a value >= 0");
+      return v;
+    };
+    const double brightness = strength("brightness"), contrast = strength("contrast");
+    const double saturation = strength("saturation"), hue = strength("hue");
+    if (hue > 0.5) args.fail("hue", "expected a value in [0, 0.5]");
+    return std::make_shared<ColorJitter>(brightness, contrast, saturation, hue);
+  });
   registry.add("CenterCrop", [](Args& args, const BuildContext&) {
     return std::make_shared<CenterCrop>(read_size(args, "size").size);
   });
@@ -241,6 +397,22 @@ void register_transforms() {
       if (!(s > 0.0)) args.fail("std", "every std must be > 0");
     }
     return std::make_shared<Normalize>(std::move(mean), std::move(std));
+  });
+  registry.add("Cutout", [](Args& args, const BuildContext&) {
+    const Size2 shape = read_size(args, "shape").size;
+    std::vector<double> pad_val = {128.0};  // mmcls's default
+    if (args.has("pad_val")) {
+      const Json& value = args.raw("pad_val");
+      if (value.is_number()) {
+        pad_val = {value.get<double>()};
+      } else {
+        pad_val = args.require<std::vector<double>>("pad_val");
+        if (pad_val.empty()) args.fail("pad_val", "expected a number or one per channel");
+      }
+    }
+    const double prob = args.get<double>("prob", 0.5);  // mmcls's default
+    if (!(prob >= 0.0 && prob <= 1.0)) args.fail("prob", "expected a probability in [0, 1]");
+    return std::make_shared<Cutout>(shape, std::move(pad_val), prob);
   });
 }
 

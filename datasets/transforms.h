@@ -13,6 +13,7 @@
 #include <opencv2/core.hpp>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/registry.h"
@@ -113,7 +114,57 @@ class Normalize : public Transform {
   std::vector<double> std_;
 };
 
-/// "transforms": Resize, RandomCrop, RandomFlip, CenterCrop, Normalize.
+/// A random area and aspect ratio crop resized to `size` (torchvision's RandomResizedCrop,
+/// mmcls's with `scale` = size): up to 10 tries draw an area fraction uniformly from `scale`
+/// (default [0.08, 1]) and a log-uniform aspect ratio from `ratio` (default [3/4, 4/3]); when
+/// none fits, the central crop of the clamped ratio. `interpolation` as Resize.
+class RandomResizedCrop : public Transform {
+ public:
+  RandomResizedCrop(Size2 size, std::pair<double, double> scale, std::pair<double, double> ratio,
+                    int interpolation);
+  void apply(cv::Mat& image, std::mt19937_64& rng) const override;
+
+ private:
+  Size2 size_;
+  std::pair<double, double> scale_;
+  std::pair<double, double> ratio_;
+  int interpolation_;
+};
+
+/// Random brightness, contrast, saturation and hue changes in a random order (torchvision's
+/// ColorJitter): a factor drawn uniformly from [max(0, 1 - v), 1 + v] blends the image with
+/// black (brightness), its mean grey level (contrast) or its greyscale (saturation); hue
+/// shifts by a uniform [-hue, hue] turn. Saturation and hue leave one-channel images alone.
+/// uint8 images stay uint8 (saturated); float images in [0, 1] units are clamped to it.
+class ColorJitter : public Transform {
+ public:
+  ColorJitter(double brightness, double contrast, double saturation, double hue);
+  void apply(cv::Mat& image, std::mt19937_64& rng) const override;
+
+ private:
+  double brightness_, contrast_, saturation_, hue_;
+};
+
+/// mmcls's Cutout (mmcv.cutout; DeVries & Taylor): with probability `prob` (one draw per
+/// image, as mmcls's random_disable), a `shape` square (or [h, w]) filled with `pad_val` (one
+/// value, or one per channel; in uint8 pixel units, so 255 is white on float images too). As
+/// mmcv: a centre (y0, x0) uniform in [0, h) x [0, w) (y drawn first), the top-left corner
+/// y1 = floor(max(0, y0 - h_cut / 2)) (the same for x), the bottom-right min(h, y1 + h_cut):
+/// the square is clipped at the bottom and right borders, and moved inside at the top and
+/// left ones. Put it before Normalize, as mmcls's pipelines do (its normalisation comes later).
+class Cutout : public Transform {
+ public:
+  Cutout(Size2 shape, std::vector<double> pad_val, double prob);
+  void apply(cv::Mat& image, std::mt19937_64& rng) const override;
+
+ private:
+  Size2 shape_;
+  std::vector<double> pad_val_;
+  double prob_;
+};
+
+/// "transforms": Resize, RandomCrop, RandomResizedCrop, RandomFlip, CenterCrop, ColorJitter,
+/// Normalize, Cutout.
 Registry<Transform>& transform_registry();
 
 /// Builds a pipeline from the tables of a `pipeline` array (each through the registry).

@@ -4,6 +4,7 @@
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/comm.hpp>
+#include <torch/csrc/distributed/c10d/logger.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 #include <torch/torch.h>
 
@@ -33,13 +34,16 @@ GradientSync::GradientSync(std::vector<torch::Tensor> parameters, std::vector<st
       parameters, {static_cast<size_t>(kFirstBucketBytes), static_cast<size_t>(cap)}, sparse, order);
   std::unordered_map<size_t, std::string> param_names;
   for (size_t i = 0; i < names.size(); ++i) param_names[i] = names[i];
-  reducer_ = std::make_unique<c10d::Reducer>(std::move(parameters), std::get<0>(assignment),
+  reducer_ = std::make_shared<c10d::Reducer>(std::move(parameters), std::get<0>(assignment),
                                              std::get<1>(assignment), dist::process_group(), sparse, cap,
                                              find_unused_, /*gradient_as_bucket_view=*/false,
                                              std::move(param_names), kFirstBucketBytes);
+  logger_ = std::make_shared<c10d::Logger>(reducer_);
+  reducer_->set_logger(logger_);
 }
 
-GradientSync::~GradientSync() = default;
+// The Logger goes first: its destructor reads the Reducer.
+GradientSync::~GradientSync() { logger_.reset(); }
 
 void GradientSync::backward(const torch::Tensor& loss) {
   try {

@@ -16,6 +16,7 @@
 #include <torch/nn/module.h>
 
 namespace c10d {
+class Logger;
 class Reducer;
 }
 
@@ -48,7 +49,10 @@ class GradientSync {
   void backward(const torch::Tensor& loss);
 
  private:
-  std::unique_ptr<c10d::Reducer> reducer_;
+  std::shared_ptr<c10d::Reducer> reducer_;
+  /// The Reducer reports to a Logger when the set of unused parameters changes between
+  /// iterations (every one-shot NAS step) and dereferences it unchecked: it must exist.
+  std::shared_ptr<c10d::Logger> logger_;
   bool find_unused_;
 };
 

@@ -184,6 +184,14 @@ bool is_norm_module(const torch::nn::Module& module) {
   return module.name().find("Norm") != std::string::npos;
 }
 
+// MMEngine's test, in_channels == groups: one input channel per group (which also holds for a
+// plain convolution of a one-channel input, as in MMEngine).
+bool is_depthwise_conv(const torch::nn::Module& module) {
+  if (module.name() != "Conv2d" && module.name() != "torch::nn::Conv2dImpl") return false;
+  const torch::Tensor* weight = module.named_parameters(false).find("weight");
+  return weight != nullptr && weight->dim() == 4 && weight->size(1) == 1;
+}
+
 }  // namespace
 
 Registry<OptimizerSpec>& optimizer_registry() {
@@ -233,13 +241,14 @@ std::shared_ptr<OptimWrapper> build_optim_wrapper(Args& args, torch::nn::Module&
   auto spec = optimizer_registry().build(optimizer_args);
 
   // paramwise_cfg: multipliers for norm and bias parameters and for name substrings.
-  double norm_decay_mult = 1.0, bias_decay_mult = 1.0, bias_lr_mult = 1.0;
+  double norm_decay_mult = 1.0, bias_decay_mult = 1.0, bias_lr_mult = 1.0, dwconv_decay_mult = 1.0;
   std::vector<CustomKey> custom_keys;
   if (args.has("paramwise_cfg")) {
     Args paramwise = args.sub("paramwise_cfg");
     norm_decay_mult = paramwise.get<double>("norm_decay_mult", 1.0);
     bias_decay_mult = paramwise.get<double>("bias_decay_mult", 1.0);
     bias_lr_mult = paramwise.get<double>("bias_lr_mult", 1.0);
+    dwconv_decay_mult = paramwise.get<double>("dwconv_decay_mult", 1.0);
     if (paramwise.has("custom_keys")) {
       Args keys = paramwise.sub("custom_keys");
       for (const auto& item : keys.table().items()) {
@@ -261,6 +270,7 @@ std::shared_ptr<OptimWrapper> build_optim_wrapper(Args& args, torch::nn::Module&
   std::vector<torch::Tensor> all;
   for (const auto& module_item : model.named_modules()) {
     const bool norm = is_norm_module(*module_item.value());
+    const bool dwconv = is_depthwise_conv(*module_item.value());
     for (const auto& param_item : module_item.value()->named_parameters(/*recurse=*/false)) {
       const torch::Tensor& param = param_item.value();
       if (!param.requires_grad()) continue;
@@ -280,6 +290,8 @@ std::shared_ptr<OptimWrapper> build_optim_wrapper(Args& args, torch::nn::Module&
         } else if (param_item.key() == "bias") {
           mults.decay = bias_decay_mult;
           mults.lr = bias_lr_mult;
+        } else if (dwconv) {
+          mults.decay = dwconv_decay_mult;
         }
       }
       groups[mults].push_back(param);

@@ -77,7 +77,7 @@ class OptimWrapper {
 ///   optimizer = { type = "SGD", lr = 0.1, momentum = 0.9, weight_decay = 5e-4, nesterov }
 ///   clip_grad = { max_norm = 10.0, norm_type = 2 } | { type = "value", clip_value = 1 }
 ///   accumulative_counts = 1
-///   paramwise_cfg = { norm_decay_mult = 0.0, bias_decay_mult = 0.0,
+///   paramwise_cfg = { norm_decay_mult = 0.0, bias_decay_mult = 0.0, dwconv_decay_mult = 0.0,
 ///                     custom_keys = { "head" = { lr_mult = 0.1, decay_mult = 1.0 } } }
 /// Optimisers: SGD, Adam, AdamW. Frozen parameters (requires_grad false) are left out.
 /// With `constructor = "SeparateOptimWrapperConstructor"` the table instead holds one such

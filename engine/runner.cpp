@@ -421,6 +421,9 @@ std::string Runner::resolve_resume_path() const {
 void Runner::resume_from(const std::string& path) {
   CheckpointReader reader(path);
   const auto& contents = reader.contents();
+  // The model's own state first: it may change which tensors the model has (DSNAS fixes
+  // mutables, dropping their other candidates), and the weights must then fit.
+  if (contents.meta.contains("model_state")) model().load_extra_state(contents.meta["model_state"]);
   load_state_dict(model(), contents.model, /*strict=*/true, path);
   try {
     if (!reader.load_optimizer(optim_wrapper().optimizer())) {
@@ -442,7 +445,6 @@ void Runner::resume_from(const std::string& path) {
     if (hook_states.contains(hook->name())) hook->after_load_checkpoint(*this, hook_states[hook->name()]);
   }
   restore_rng_state(contents.rng);
-  if (meta.contains("model_state")) model().load_extra_state(meta["model_state"]);
   spdlog::info("Resumed from {} at epoch {}, iteration {}", path, epoch(), iter());
 }
 

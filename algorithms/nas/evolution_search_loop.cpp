@@ -34,7 +34,8 @@ Json to_json(const SearchCandidate& c) {
               {"flops", c.resources.flops},
               {"params", c.resources.params},
               {"latency", c.resources.latency},
-              {"scored", c.scored}};
+              {"scored", c.scored},
+              {"predicted", c.predicted}};
 }
 
 SearchCandidate from_json(const Json& j) {
@@ -45,6 +46,7 @@ SearchCandidate from_json(const Json& j) {
   c.resources.params = j.at("params").get<double>();
   c.resources.latency = j.at("latency").get<double>();
   c.scored = j.at("scored").get<bool>();
+  c.predicted = j.value("predicted", false);
   return c;
 }
 
@@ -52,8 +54,9 @@ std::string key_of(const Json& choices) { return choices.dump(); }
 
 }  // namespace
 
-EvolutionSearchLoop::EvolutionSearchLoop(Runner& runner, EvolutionSearchOptions options)
-    : TrainLoop(runner), options_(std::move(options)) {
+EvolutionSearchLoop::EvolutionSearchLoop(Runner& runner, EvolutionSearchOptions options,
+                                         std::unique_ptr<MetricPredictor> predictor)
+    : TrainLoop(runner), options_(std::move(options)), predictor_(std::move(predictor)) {
   estimator_ = std::make_unique<ResourceEstimator>(options_.estimator);
 }
 
@@ -100,15 +103,15 @@ Json EvolutionSearchLoop::crossover(const Json& a, const Json& b, double prob) {
   return out;
 }
 
-void EvolutionSearchLoop::sample_candidates() {
+std::vector<SearchCandidate> EvolutionSearchLoop::draw_random(int64_t wanted,
+                                                              std::set<std::string>& present,
+                                                              size_t already) {
   NasMutator& mutator = algorithm().mutator();
-  std::set<std::string> present;
-  for (const auto& c : candidates_) present.insert(key_of(c.choices));
-  const int64_t wanted = options_.num_candidates - static_cast<int64_t>(candidates_.size());
+  std::vector<SearchCandidate> out;
   const int64_t max_tries = std::max<int64_t>(wanted, 1) * options_.max_sample_tries;
   int64_t tries = 0;
   double min_seen = 1e300, max_seen = -1e300;
-  while (static_cast<int64_t>(candidates_.size()) < options_.num_candidates && tries < max_tries) {
+  while (static_cast<int64_t>(out.size()) < wanted && tries < max_tries) {
     ++tries;
     SearchCandidate c;
     c.choices = mutator.sample_choices("random");
@@ -116,17 +119,68 @@ void EvolutionSearchLoop::sample_candidates() {
     min_seen = std::min(min_seen, c.resources.flops);
     max_seen = std::max(max_seen, c.resources.flops);
     if (!ok || !present.insert(key_of(c.choices)).second) continue;
-    candidates_.push_back(std::move(c));
+    out.push_back(std::move(c));
   }
-  RAZOR_RUNTIME_CHECK(!candidates_.empty(), "no subnet meets the constraints (",
+  RAZOR_RUNTIME_CHECK(already + out.size() > 0, "no subnet meets the constraints (",
                       describe_constraints(), ") after ", tries,
-                      " random samples; their FLOPs ranged from ", min_seen, " to ", max_seen,
-                      " (", estimator_->options().units,
+                      " random samples; their FLOPs ranged from ", min_seen, " to ", max_seen, " (",
+                      estimator_->options().units,
                       "). Widen train_cfg.constraints_range or check estimator_cfg.input_shape.");
-  if (static_cast<int64_t>(candidates_.size()) < options_.num_candidates) {
-    spdlog::warn("search: only {} distinct subnets meet the constraints ({}) after {} samples; "
-                 "searching with them",
-                 candidates_.size(), describe_constraints(), tries);
+  if (static_cast<int64_t>(out.size()) < wanted) {
+    spdlog::warn(
+        "search: only {} distinct subnets meet the constraints ({}) after {} samples; "
+        "searching with them",
+        already + out.size(), describe_constraints(), tries);
+  }
+  return out;
+}
+
+void EvolutionSearchLoop::sample_candidates() {
+  std::set<std::string> present;
+  for (const auto& c : candidates_) present.insert(key_of(c.choices));
+  const int64_t wanted = options_.num_candidates - static_cast<int64_t>(candidates_.size());
+  for (auto& c : draw_random(wanted, present, candidates_.size()))
+    candidates_.push_back(std::move(c));
+}
+
+void EvolutionSearchLoop::read_batches() {
+  batches_read_ = true;
+  if (options_.cache_batches_mb <= 0) return;
+  const int64_t budget = options_.cache_batches_mb << 20;
+  int64_t bytes = 0;
+  auto keep = [&](std::vector<Batch>& into, const Batch& batch) {
+    into.push_back(runner_.to_device(batch));
+    bytes += batch.inputs.numel() * static_cast<int64_t>(batch.inputs.element_size());
+    return bytes <= budget;
+  };
+  // The loaders run at epoch 0 every time (augmentation is seeded by seed, epoch and index),
+  // so the cached batches are exactly those a fresh read would give.
+  bool fits = true;
+  if (options_.calibrate_sample_num > 0) {
+    DataLoader& loader = runner_.whole_dataloader("train_dataloader");
+    loader.set_epoch(0);
+    loader.start();
+    int64_t seen = 0;
+    while (fits && seen < options_.calibrate_sample_num) {
+      auto batch = loader.next();
+      if (!batch) break;
+      const int64_t n = std::min<int64_t>(batch->size(), options_.calibrate_sample_num - seen);
+      fits = keep(calibration_batches_, n < batch->size() ? first_samples(*batch, n) : *batch);
+      seen += n;
+    }
+  }
+  DataLoader& loader = runner_.whole_dataloader("val_dataloader");
+  loader.set_epoch(0);
+  loader.start();
+  while (fits) {
+    auto batch = loader.next();
+    if (!batch) break;
+    fits = keep(val_batches_, *batch);
+  }
+  batches_cached_ = fits;
+  if (!fits) {
+    calibration_batches_.clear();
+    val_batches_.clear();
   }
 }
 
@@ -134,23 +188,32 @@ double EvolutionSearchLoop::evaluate(const Json& choices) {
   NasAlgorithm& nas = algorithm();
   nas.mutator().set_choices(choices);
   Model& model = runner_.model();
+  if (!batches_read_) read_batches();
   auto to_device = [this](const Batch& b) { return runner_.to_device(b); };
   if (options_.calibrate_sample_num > 0) {
-    calibrate_bn_statistics(model, runner_.whole_dataloader("train_dataloader"),
-                            options_.calibrate_sample_num, to_device);
+    if (batches_cached_) {
+      calibrate_bn_statistics(model, calibration_batches_, options_.calibrate_sample_num);
+    } else {
+      calibrate_bn_statistics(model, runner_.whole_dataloader("train_dataloader"),
+                              options_.calibrate_sample_num, to_device);
+    }
   }
   const bool was_training = model.is_training();
   model.eval();
   Evaluator& evaluator = runner_.val_evaluator();
   evaluator.reset();
-  DataLoader& loader = runner_.whole_dataloader("val_dataloader");
   {
     torch::NoGradGuard no_grad;
-    loader.set_epoch(0);
-    loader.start();
-    while (auto batch = loader.next()) {
-      const Batch b = to_device(*batch);
-      evaluator.process(model.predict(b), b);
+    if (batches_cached_) {
+      for (const Batch& b : val_batches_) evaluator.process(model.predict(b), b);
+    } else {
+      DataLoader& loader = runner_.whole_dataloader("val_dataloader");
+      loader.set_epoch(0);
+      loader.start();
+      while (auto batch = loader.next()) {
+        const Batch b = to_device(*batch);
+        evaluator.process(model.predict(b), b);
+      }
     }
   }
   model.train(was_training);
@@ -166,6 +229,26 @@ double EvolutionSearchLoop::evaluate(const Json& choices) {
   return it->second;
 }
 
+std::vector<double> EvolutionSearchLoop::score_split(const std::vector<Json>& choices,
+                                                     bool predict) {
+  const int world = dist::world_size(), rank = dist::rank();
+  Json mine = Json::object();
+  for (size_t j = static_cast<size_t>(rank); j < choices.size(); j += static_cast<size_t>(world)) {
+    mine[std::to_string(j)] = predict ? predictor_->predict(choices[j]) : evaluate(choices[j]);
+  }
+  std::vector<double> scores(choices.size(), 0.0);
+  std::vector<bool> seen(choices.size(), false);
+  for (const Json& part : dist::all_gather_json(mine)) {
+    for (const auto& item : part.items()) {
+      const size_t j = std::stoul(item.key());
+      scores[j] = item.value().get<double>();
+      seen[j] = true;
+    }
+  }
+  RAZOR_ASSERT(std::all_of(seen.begin(), seen.end(), [](bool b) { return b; }));
+  return scores;
+}
+
 void EvolutionSearchLoop::score_candidates() {
   std::vector<size_t> pending;
   for (size_t i = 0; i < candidates_.size(); ++i) {
@@ -176,27 +259,95 @@ void EvolutionSearchLoop::score_candidates() {
       pending.push_back(i);
     }
   }
-  // Rank r scores pending[r], pending[r + world], ... on the whole evaluation set.
-  const int world = dist::world_size(), rank = dist::rank();
-  Json mine = Json::object();
-  for (size_t j = static_cast<size_t>(rank); j < pending.size(); j += static_cast<size_t>(world)) {
-    mine[std::to_string(pending[j])] = evaluate(candidates_[pending[j]].choices);
+  std::vector<Json> choices;
+  for (size_t i : pending) choices.push_back(candidates_[i].choices);
+  const std::vector<double> scores = score_split(choices, predicting_);
+  for (size_t j = 0; j < pending.size(); ++j) {
+    SearchCandidate& c = candidates_[pending[j]];
+    c.score = scores[j];
+    c.scored = true;
+    c.predicted = predicting_;
+    scored_[key_of(c.choices)] = c;
+    history_.push_back({epoch_, "search", c});
   }
-  for (const Json& part : dist::all_gather_json(mine)) {
-    for (const auto& item : part.items()) {
-      SearchCandidate& c = candidates_[std::stoul(item.key())];
-      c.score = item.value().get<double>();
-      c.scored = true;
+  const int world = dist::world_size();
+  spdlog::info("search epoch {}/{}: {} {} new candidates ({} known){}", epoch_ + 1,
+               options_.max_epochs, predicting_ ? "predicted" : "scored", pending.size(),
+               candidates_.size() - pending.size(),
+               world > 1 && !predicting_ ? " on " + std::to_string(world) + " ranks" : "");
+}
+
+void EvolutionSearchLoop::init_predictor() {
+  NasMutator& mutator = algorithm().mutator();
+  const MetricPredictorOptions& o = predictor_->options();
+  // Drawn on every rank alike, so that the generators stay in step whoever fits.
+  const auto seed = static_cast<uint64_t>(sample_index(mutator.generator(), int64_t{1} << 62));
+  std::vector<PredictorSample> samples;
+  bool loaded = false;
+  if (!o.pretrained.empty()) {
+    const Json document = read_pretrained_predictor(o.pretrained);
+    if (is_predictor_state(document)) {
+      predictor_->load_state(document, o.pretrained);
+      loaded = true;
+      spdlog::info("search: predictor loaded from {} ({} on {} samples)", o.pretrained,
+                   predictor_->handler().type(), predictor_->samples().size());
+    } else {
+      for (const auto& s : document) {
+        const Json choices = s.contains("choices")
+                                 ? s["choices"]
+                                 : mutator.choices_from_subnet(s["subnet"], o.pretrained);
+        predictor_->encode(choices);  // a clear error for a subnet of another space
+        samples.push_back({choices, s["score"].get<double>()});
+      }
+      spdlog::info("search: fitting the predictor ({}) on {} evaluated samples from {}",
+                   predictor_->handler().type(), samples.size(), o.pretrained);
+    }
+  } else {
+    spdlog::info("search: evaluating {} random subnets for real to fit the predictor ({})",
+                 o.train_samples, predictor_->handler().type());
+    std::set<std::string> present;
+    std::vector<SearchCandidate> picks = draw_random(o.train_samples, present, 0);
+    // Every rank drew the same subnets; rank 0's list is the one that counts.
+    Json list = Json::array();
+    for (const auto& c : picks) list.push_back(to_json(c));
+    list = dist::broadcast_json(list);
+    picks.clear();
+    std::vector<Json> choices;
+    for (const auto& j : list) {
+      picks.push_back(from_json(j));
+      choices.push_back(picks.back().choices);
+    }
+    const std::vector<double> scores = score_split(choices, /*predict=*/false);
+    for (size_t j = 0; j < picks.size(); ++j) {
+      picks[j].score = scores[j];
+      picks[j].scored = true;
+      history_.push_back({-1, "predictor_samples", picks[j]});
+      samples.push_back({picks[j].choices, scores[j]});
     }
   }
-  for (size_t i : pending) {
-    RAZOR_ASSERT(candidates_[i].scored);
-    scored_[key_of(candidates_[i].choices)] = candidates_[i];
-    history_.emplace_back(epoch_, candidates_[i]);
+  if (!loaded) {
+    // Rank 0 fits; the others take its state, so every rank predicts the same to the bit.
+    Json state;
+    if (dist::is_main()) {
+      predictor_->fit(samples, seed);
+      state = predictor_->state();
+    }
+    state = dist::broadcast_json(state);
+    if (!dist::is_main()) predictor_->load_state(state, "the predictor of rank 0");
+    std::vector<double> scores;
+    for (const auto& s : predictor_->samples()) scores.push_back(s.score);
+    const auto [lo, hi] = std::minmax_element(scores.begin(), scores.end());
+    spdlog::info("search: predictor ({}, {} encoding) fitted on {} subnets scoring {} to {}",
+                 predictor_->handler().type(), o.encoding_type, scores.size(),
+                 format_number(*lo, 2), format_number(*hi, 2));
   }
-  spdlog::info("search epoch {}/{}: scored {} new candidates ({} known){}", epoch_ + 1,
-               options_.max_epochs, pending.size(), candidates_.size() - pending.size(),
-               world > 1 ? " on " + std::to_string(world) + " ranks" : "");
+  predicting_ = true;
+  if (runner_.write_files()) {
+    const std::string path = (fs::path(runner_.work_dir()) / "predictor.json").string();
+    predictor_->save(path);
+    spdlog::info("search: predictor written to {}; candidates are scored by prediction from now on",
+                 path);
+  }
 }
 
 void EvolutionSearchLoop::update_top_k() {
@@ -275,8 +426,12 @@ void EvolutionSearchLoop::save_checkpoint() {
     state[name] = items;
   }
   Json history = Json::array();
-  for (const auto& [e, c] : history_) history.push_back({{"epoch", e}, {"candidate", to_json(c)}});
+  for (const auto& h : history_) {
+    history.push_back(
+        {{"epoch", h.epoch}, {"stage", h.stage}, {"candidate", to_json(h.candidate)}});
+  }
   state["history"] = history;
+  if (predicting_) state["predictor"] = predictor_->state();
   state["generator"] = algorithm().mutator().generator_state();
   if (!runner_.write_files()) return;
   const fs::path dir = runner_.work_dir();
@@ -311,8 +466,19 @@ void EvolutionSearchLoop::resume(const std::string& path) {
   scored_.clear();
   for (const auto& h : state.at("history")) {
     SearchCandidate c = from_json(h.at("candidate"));
-    history_.emplace_back(h.at("epoch").get<int64_t>(), c);
-    scored_[key_of(c.choices)] = c;
+    const std::string stage = h.value("stage", "search");
+    history_.push_back({h.at("epoch").get<int64_t>(), stage, c});
+    if (stage == "search") scored_[key_of(c.choices)] = c;
+  }
+  // The predictor as it was: predictions continue bit for bit.
+  const bool has_predictor = state.contains("predictor");
+  RAZOR_CHECK(has_predictor == (predictor_ != nullptr), path,
+              ": the search checkpoint was written ", has_predictor ? "with" : "without",
+              " a predictor, but train_cfg ", predictor_ ? "has" : "has no",
+              " predictor_cfg; resume with the config it was written with");
+  if (has_predictor) {
+    predictor_->load_state(state.at("predictor"), path);
+    predicting_ = true;
   }
   algorithm().mutator().set_generator_state(state.at("generator").get<std::string>());
   // The population must fit this model's search groups.
@@ -323,11 +489,14 @@ void EvolutionSearchLoop::resume(const std::string& path) {
 void EvolutionSearchLoop::write_history() {
   const NasMutator& mutator = algorithm().mutator();
   std::string text;
-  for (const auto& [e, c] : history_) {
-    Json line = to_json(c);
+  for (const auto& h : history_) {
+    Json line = to_json(h.candidate);
     line.erase("scored");
-    line["epoch"] = e + 1;
-    line["subnet"] = mutator.subnet_of(c.choices);
+    line.erase("predicted");
+    line["epoch"] = h.epoch + 1;
+    line["source"] = h.candidate.predicted ? "predicted" : "measured";
+    line["stage"] = h.stage;
+    line["subnet"] = mutator.subnet_of(h.candidate.choices);
     text += line.dump() + "\n";
   }
   write_file_atomically((fs::path(runner_.work_dir()) / "search_history.jsonl").string(), text);
@@ -335,10 +504,23 @@ void EvolutionSearchLoop::write_history() {
 
 void EvolutionSearchLoop::write_best() {
   RAZOR_ASSERT(!top_k_.empty());
-  const SearchCandidate& best = top_k_.front();
+  SearchCandidate best = top_k_.front();
   NasAlgorithm& nas = algorithm();
+  const double predicted_score = best.score;
+  if (predicting_) {
+    // The truth about the subnet the predictor chose: one real evaluation (on every rank, as
+    // it also re-estimates the BN statistics that are saved below; rank 0's score counts).
+    const double measured = dist::broadcast_json(evaluate(best.choices)).get<double>();
+    spdlog::info("search: best subnet: predicted {} {}, measured {} (error {})", options_.score_key,
+                 format_number(predicted_score, 2), format_number(measured, 2),
+                 format_number(predicted_score - measured, 2));
+    best.score = measured;
+    best.predicted = false;
+    history_.push_back({epoch_ - 1, "final", best});
+    if (runner_.write_files()) write_history();
+  }
   nas.mutator().set_choices(best.choices);
-  if (options_.calibrate_sample_num > 0) {
+  if (options_.calibrate_sample_num > 0 && !predicting_) {
     calibrate_bn_statistics(runner_.model(), runner_.whole_dataloader("train_dataloader"),
                             options_.calibrate_sample_num,
                             [this](const Batch& b) { return runner_.to_device(b); });
@@ -374,6 +556,7 @@ void EvolutionSearchLoop::write_best() {
                    {"score", best.score},
                    {"epoch", 0},
                    {"iter", 0}};
+  if (predicting_) contents.meta["predicted_score"] = predicted_score;
   if (!runner_.write_files()) return;
   const fs::path dir = runner_.work_dir();
   write_subnet_file((dir / "best_fix_subnet.yaml").string(), subnet);
@@ -403,6 +586,7 @@ void EvolutionSearchLoop::run() {
       if (meets_constraints(c)) candidates_.push_back(std::move(c));
     }
   }
+  if (predictor_) predictor_->set_search_space(search_space_of(algorithm().mutator()));
   const std::string& resume_option = runner_.options().resume;
   if (!resume_option.empty()) {
     std::string path = resume_option;
@@ -423,6 +607,7 @@ void EvolutionSearchLoop::run() {
     }
     if (!path.empty()) resume(path);
   }
+  if (predictor_ && !predicting_) init_predictor();
   spdlog::info("search: {} epochs, {} candidates, top {}, {} mutations, {} crossovers, {}; {}",
                options_.max_epochs, options_.num_candidates, options_.top_k, options_.num_mutation,
                options_.num_crossover, describe_constraints(),
@@ -474,6 +659,8 @@ void register_evolution_search_loop() {
     o.max_keep_ckpts = args.get<int64_t>("max_keep_ckpts", o.max_keep_ckpts);
     o.init_candidates = args.get("init_candidates", "");
     o.max_sample_tries = positive("max_sample_tries", o.max_sample_tries);
+    o.cache_batches_mb = args.get<int64_t>("cache_batches_mb", o.cache_batches_mb);
+    if (o.cache_batches_mb < 0) args.fail("cache_batches_mb", "must be >= 0 (0: no cache)");
     if (args.has("constraints_range")) {
       o.constraints_range.clear();
       Args ranges = args.sub("constraints_range");
@@ -500,7 +687,21 @@ void register_evolution_search_loop() {
       Args estimator = args.sub("estimator_cfg");
       o.estimator = estimator_options_from(estimator);
     }
-    return std::make_shared<EvolutionSearchLoop>(*ctx.runner, o);
+    std::unique_ptr<MetricPredictor> predictor;
+    if (args.has("predictor_cfg") && !args.table().at("predictor_cfg").is_null()) {
+      Args predictor_args = args.sub("predictor_cfg");
+      // MMRazor sets the predictor's score_key to the search's; one given must agree.
+      if (predictor_args.has("score_key") &&
+          predictor_args.table().at("score_key") != Json(o.score_key)) {
+        predictor_args.fail("score_key", "must equal train_cfg.score_key (\"" + o.score_key +
+                                             "\"), got " +
+                                             predictor_args.table().at("score_key").dump());
+      }
+      predictor = build_metric_predictor(predictor_args, ctx, o.score_key);
+    } else {
+      args.accept("predictor_cfg");
+    }
+    return std::make_shared<EvolutionSearchLoop>(*ctx.runner, o, std::move(predictor));
   });
 }
 

@@ -17,13 +17,25 @@
 // params), and at the end `best_fix_subnet.yaml` and `best_subnet.pth` (the weights of the
 // best subnet only, loadable with `razor test CONFIG best_subnet.pth --subnet
 // best_fix_subnet.yaml`).
+//
+// With `predictor_cfg` (MMRazor's MetricPredictor), before the first epoch `train_samples`
+// random subnets that meet the constraints are evaluated for real (split over the ranks),
+// a predictor is fitted to them (on rank 0, its state broadcast) and written to
+// `predictor.json`, and from then on candidates are scored by prediction. Every history
+// line says whether its score was "measured" or "predicted" and at which stage
+// ("predictor_samples", "search", "final"); the predictor's state is in every search
+// checkpoint, so a resumed search predicts identically. The best subnet is finally
+// evaluated for real once; both scores are logged, and best_subnet.pth's meta holds the
+// measured "score" and the "predicted_score".
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "components/estimators/resource_estimator.h"
+#include "components/predictors/metric_predictor.h"
 #include "engine/loop.h"
 
 namespace razor {
@@ -50,6 +62,9 @@ struct EvolutionSearchOptions {
   /// Random draws allowed per wanted candidate before the search gives up on the
   /// constraints (MMRazor loops forever).
   int64_t max_sample_tries = 100;
+  /// Device memory (MiB) for keeping the calibration and evaluation batches between
+  /// candidates instead of reading them again (0: always read).
+  int64_t cache_batches_mb = 1024;
   ResourceEstimatorOptions estimator;
 };
 
@@ -59,11 +74,15 @@ struct SearchCandidate {
   double score = -1;
   Resources resources;
   bool scored = false;
+  /// The score came from the predictor, not from an evaluation.
+  bool predicted = false;
 };
 
 class EvolutionSearchLoop : public TrainLoop {
  public:
-  EvolutionSearchLoop(Runner& runner, EvolutionSearchOptions options);
+  /// `predictor` (may be null): score candidates by prediction (predictor_cfg).
+  EvolutionSearchLoop(Runner& runner, EvolutionSearchOptions options,
+                      std::unique_ptr<MetricPredictor> predictor = nullptr);
 
   void run() override;
   int64_t max_epochs() const override { return options_.max_epochs; }
@@ -76,12 +95,25 @@ class EvolutionSearchLoop : public TrainLoop {
   /// re-estimation (if configured), then the metric on the whole evaluation set.
   double score(const Json& choices) { return evaluate(choices); }
   const EvolutionSearchOptions& options() const { return options_; }
+  /// The predictor (null without predictor_cfg).
+  const MetricPredictor* predictor() const { return predictor_.get(); }
 
  private:
   NasAlgorithm& algorithm();
   void run_epoch();
   /// Fills the population with random subnets that meet the constraints.
   void sample_candidates();
+  /// Up to `wanted` random subnets that meet the constraints and are not in `present`
+  /// (added to it), from the shared generator; none at all, with `already` none either,
+  /// is an error.
+  std::vector<SearchCandidate> draw_random(int64_t wanted, std::set<std::string>& present,
+                                           size_t already);
+  /// Scores of `choices`, split over the ranks (rank r takes r, r + world, ...) and
+  /// gathered: by the predictor when it is active, else by evaluate().
+  std::vector<double> score_split(const std::vector<Json>& choices, bool predict);
+  /// Fits the predictor (pretrained file, or train_samples subnets evaluated for real),
+  /// broadcasts rank 0's state and writes predictor.json.
+  void init_predictor();
   /// Scores every unscored candidate (split over the ranks).
   void score_candidates();
   void update_top_k();
@@ -105,8 +137,21 @@ class EvolutionSearchLoop : public TrainLoop {
   std::map<std::string, SearchCandidate> scored_;
   /// The searched model, checked once (algorithm()).
   NasAlgorithm* nas_ = nullptr;
-  /// The history, in scoring order: (epoch, candidate).
-  std::vector<std::pair<int64_t, SearchCandidate>> history_;
+  struct HistoryEntry {
+    int64_t epoch;      // 0-based search epoch (-1: the predictor's samples)
+    std::string stage;  // "predictor_samples", "search" or "final"
+    SearchCandidate candidate;
+  };
+  /// The history, in scoring order.
+  std::vector<HistoryEntry> history_;
+  std::unique_ptr<MetricPredictor> predictor_;
+  /// The calibration and evaluation batches, on the device, read once for every candidate
+  /// (when they fit in cache_batches_mb; the loaders give the same batches each time).
+  std::vector<Batch> calibration_batches_, val_batches_;
+  bool batches_read_ = false, batches_cached_ = false;
+  void read_batches();
+  /// Whether the predictor is fitted and scores candidates.
+  bool predicting_ = false;
 };
 
 /// Registers EvolutionSearchLoop in the loop registry.

@@ -3,6 +3,8 @@
 
 #include "algorithms/nas/build_nas.h"
 #include "algorithms/nas/darts.h"
+#include "algorithms/nas/dsnas.h"
+#include "algorithms/nas/estimate_resources_hook.h"
 #include "algorithms/nas/evolution_search_loop.h"
 #include "algorithms/nas/nas_algorithm.h"
 #include "algorithms/nas/subnet_val_loop.h"
@@ -22,8 +24,10 @@ void register_nas_algorithms() {
     return std::static_pointer_cast<torch::nn::Module>(algorithm);
   });
   register_darts();
+  register_dsnas();
   register_evolution_search_loop();
   register_subnet_val_loop();
+  register_estimate_resources_hook();
 }
 
 }  // namespace razor

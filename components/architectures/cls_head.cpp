@@ -18,6 +18,11 @@ LossMap ClsHead::loss(const torch::Tensor& features, const torch::Tensor& target
   return {{"loss", (*loss_module_)(nn::Inputs{logits, targets})}};
 }
 
+LossMap ClsHead::loss(const BackboneOutputs& features, const torch::Tensor& targets) {
+  RAZOR_ASSERT(!features.outs.empty());
+  return loss(features.outs.back(), targets);
+}
+
 LinearClsHead::LinearClsHead(int64_t num_classes, int64_t in_channels,
                              std::shared_ptr<nn::Module> loss_module)
     : ClsHead(std::move(loss_module), "LinearClsHead") {

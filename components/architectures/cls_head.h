@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "components/architectures/backbone.h"
 #include "components/nn/linear.h"
 #include "components/nn/module.h"
 #include "engine/model.h"
@@ -18,6 +19,11 @@ class ClsHead : public nn::Module {
 
   /// {"loss": loss_module({head(features), targets})}, MMEngine's head loss key.
   virtual LossMap loss(const torch::Tensor& features, const torch::Tensor& targets);
+  /// The losses on every output of a multi-output backbone (after the neck). The default is
+  /// the loss on the last of `outs` (mmcls's heads classify feats[-1]); `aux` is ignored.
+  virtual LossMap loss(const BackboneOutputs& features, const torch::Tensor& targets);
+  /// Channels of the auxiliary features the head classifies (0: it ignores them).
+  virtual int64_t aux_in_channels() const { return 0; }
   nn::Module& loss_module() const { return *loss_module_; }
   /// The features the logits are computed from, published as the tap "<path>.pre_logits"
   /// ("head.pre_logits" in a classifier) for distillation recorders.

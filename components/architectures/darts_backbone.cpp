@@ -4,7 +4,10 @@
 
 #include <algorithm>
 
+#include "components/architectures/darts_subnet_head.h"
 #include "components/mutables/choice_route.h"
+#include "components/nn/activation.h"
+#include "components/nn/pooling.h"
 #include "components/nn/conv.h"
 #include "engine/error.h"
 #include "engine/model.h"
@@ -54,6 +57,33 @@ torch::Tensor DartsCell::forward_inputs(const nn::Inputs& inputs) {
   return (*concat_)(nn::Inputs(tensors.begin() + 2, tensors.end()));
 }
 
+DartsAuxiliaryHead::DartsAuxiliaryHead(int64_t in_channels, int64_t mid_channels,
+                                       int64_t out_channels, bool affine)
+    : nn::Module("DartsAuxiliaryHead") {
+  RAZOR_CHECK(in_channels > 0 && mid_channels > 0 && out_channels > 0,
+              "DartsAuxiliaryHead: channels must be positive");
+  net_ = register_module("net", std::make_shared<nn::Sequential>());
+  net_->push_back(std::make_shared<nn::ReLU>());
+  net_->push_back(std::make_shared<nn::AvgPool2d>(
+      nn::Pool2dOptions(5).with_stride(2).with_count_include_pad(false)));
+  net_->push_back(std::make_shared<nn::Conv2d>(
+      nn::Conv2dOptions(in_channels, mid_channels, 1).with_bias(false)));
+  net_->push_back(std::make_shared<nn::BatchNorm2d>(mid_channels, 1e-5, 0.1, affine));
+  net_->push_back(std::make_shared<nn::ReLU>());
+  net_->push_back(std::make_shared<nn::Conv2d>(
+      nn::Conv2dOptions(mid_channels, out_channels, 2).with_bias(false)));
+  net_->push_back(std::make_shared<nn::BatchNorm2d>(out_channels, 1e-5, 0.1, affine));
+  net_->push_back(std::make_shared<nn::ReLU>());
+}
+
+torch::Tensor DartsAuxiliaryHead::forward(const torch::Tensor& input) {
+  RAZOR_CHECK(input.dim() == 4 && input.size(2) >= 7 && input.size(3) >= 7,
+              "DartsAuxiliaryHead: needs a feature map of at least 7x7 after cell 2/3 of the "
+              "depth (5x5 pooling with stride 2, then a 2x2 conv), got ",
+              input.sizes());
+  return (*net_)(input);
+}
+
 DartsBackbone::DartsBackbone(const DartsBackboneOptions& options, const DartsEdgeFactory& edges,
                              const DartsRouteFactory& routes)
     : Backbone("DartsBackbone"), options_(options) {
@@ -62,6 +92,22 @@ DartsBackbone::DartsBackbone(const DartsBackboneOptions& options, const DartsEdg
               "DartsBackbone: in_channels, base_channels and stem_multiplier must be positive");
   RAZOR_CHECK(o.num_layers >= 1, "DartsBackbone: num_layers must be >= 1, got ", o.num_layers);
   RAZOR_CHECK(o.num_nodes >= 1, "DartsBackbone: num_nodes must be >= 1, got ", o.num_nodes);
+  if (options_.out_indices.empty()) options_.out_indices = {o.num_layers - 1};
+  const auto& indices = options_.out_indices;
+  for (size_t i = 0; i < indices.size(); ++i) {
+    const bool increasing = i == 0 || indices[i] > indices[i - 1];
+    RAZOR_CHECK(indices[i] >= 0 && indices[i] < o.num_layers && increasing,
+                "DartsBackbone: out_indices must be increasing cell indices in [0, ", o.num_layers,
+                ")");
+  }
+  RAZOR_CHECK(indices.back() == o.num_layers - 1,
+              "DartsBackbone: the last of out_indices must be the last cell, ", o.num_layers - 1,
+              " (MMRazor asserts it too), got ", indices.back());
+  if (o.auxiliary) {
+    RAZOR_CHECK(o.aux_channels > 0 && o.aux_out_channels > 0,
+                "DartsBackbone: aux_channels and aux_out_channels must be positive");
+    auxiliary_index_ = 2 * o.num_layers / 3;
+  }
   const int64_t stem_channels = o.stem_multiplier * o.base_channels;
   stem_ = register_module("stem", std::make_shared<nn::Sequential>());
   stem_->push_back(std::make_shared<nn::Conv2d>(
@@ -76,24 +122,49 @@ DartsBackbone::DartsBackbone(const DartsBackboneOptions& options, const DartsEdg
     const bool prev_reduction = reduction;
     reduction = i == o.num_layers / 3 || i == 2 * o.num_layers / 3;
     if (reduction) channels *= 2;
-    auto cell = cells_->push_back(std::make_shared<DartsCell>(o.num_nodes, channels, prev, prev_prev,
-                                                              reduction, prev_reduction, o.affine,
-                                                              edges, routes));
+    auto cell = cells_->push_back(std::make_shared<DartsCell>(
+        o.num_nodes, channels, prev, prev_prev, reduction, prev_reduction, o.affine, edges, routes));
     prev_prev = prev;
     prev = cell->out_channels();
+    if (i == auxiliary_index_) {
+      aux_ = register_module("auxliary_module",
+                             std::make_shared<DartsAuxiliaryHead>(prev, o.aux_channels,
+                                                                  o.aux_out_channels, o.affine));
+    }
   }
   out_channels_ = prev;
 }
 
+bool DartsBackbone::has_multiple_outputs() const {
+  return options_.out_indices.size() > 1 || (aux_ && is_training());
+}
+
+BackboneOutputs DartsBackbone::forward_outputs(const torch::Tensor& input) {
+  return run(input, /*all_outs=*/true, /*with_aux=*/aux_ && is_training());
+}
+
 torch::Tensor DartsBackbone::forward(const torch::Tensor& input) {
+  return run(input, /*all_outs=*/false, /*with_aux=*/false).outs.back();
+}
+
+BackboneOutputs DartsBackbone::run(const torch::Tensor& input, bool all_outs, bool with_aux) {
+  BackboneOutputs out;
   torch::Tensor s0 = (*stem_)(input);
   torch::Tensor s1 = s0;
-  for (const auto& cell : *cells_) {
-    torch::Tensor next = (*cell)(nn::Inputs{s0, s1});
+  size_t next_out = 0;  // out_indices are increasing
+  const auto& indices = options_.out_indices;
+  for (size_t i = 0; i < cells_->size(); ++i) {
+    torch::Tensor next = (*cells_)[i](nn::Inputs{s0, s1});
     s0 = std::move(s1);
     s1 = std::move(next);
+    if (all_outs && next_out < indices.size() && indices[next_out] == static_cast<int64_t>(i)) {
+      out.outs.push_back(s1);
+      ++next_out;
+    }
+    if (with_aux && static_cast<int64_t>(i) == auxiliary_index_) out.aux = (*aux_)(s1);
   }
-  return s1;
+  if (!all_outs) out.outs.push_back(s1);
+  return out;
 }
 
 namespace {
@@ -145,16 +216,14 @@ DartsModulePtr build_darts_backbone(Args& args, const BuildContext& context) {
     if (args.get<int64_t>(key, 1) <= 0) args.fail(key, "must be positive");
   }
   options.affine = darts_affine(args);
-  if (args.has("out_indices")) {
-    const auto indices = args.require<std::vector<int64_t>>("out_indices");
-    if (indices != std::vector<int64_t>{options.num_layers - 1}) {
-      args.fail("out_indices", "only the last cell's output is supported: [" +
-                                   std::to_string(options.num_layers - 1) + "]");
-    }
+  // Checked by the constructor (the registry names this table in its errors).
+  options.out_indices = args.get<std::vector<int64_t>>("out_indices", {});
+  if (args.has("out_indices") && options.out_indices.empty()) {
+    args.fail("out_indices", "must name at least the last cell");
   }
-  if (args.get<bool>("auxliary", false)) {
-    args.fail("auxliary", "the auxiliary head is not supported (MMRazor's search keeps it off)");
-  }
+  options.auxiliary = args.get<bool>("auxliary", false);  // MMRazor's spelling
+  options.aux_channels = args.get<int64_t>("aux_channels", options.aux_channels);
+  options.aux_out_channels = args.get<int64_t>("aux_out_channels", options.aux_out_channels);
   if (args.has("act_cfg")) {
     Args act = args.sub("act_cfg");
     const std::string type = act.require<std::string>("type");
@@ -234,6 +303,7 @@ void register_darts_architectures() {
     return std::make_shared<DartsDilConv>(options, darts_kernel(args));
   });
   registry.add("DartsBackbone", build_darts_backbone);
+  register_darts_subnet_head();
 }
 
 }  // namespace razor

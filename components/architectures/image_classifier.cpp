@@ -12,6 +12,7 @@ ImageClassifier::ImageClassifier(std::shared_ptr<nn::Module> backbone,
     : Model() {
   RAZOR_ASSERT(backbone != nullptr && head != nullptr);
   backbone_ = register_module("backbone", std::move(backbone));
+  typed_backbone_ = dynamic_cast<Backbone*>(backbone_.get());
   if (neck) neck_ = register_module("neck", std::move(neck));
   head_ = register_module("head", std::move(head));
 }
@@ -21,15 +22,32 @@ torch::Tensor ImageClassifier::extract_feat(const torch::Tensor& inputs) {
   return neck_ ? (*neck_)(x) : x;
 }
 
+BackboneOutputs ImageClassifier::extract_feats(const torch::Tensor& inputs) {
+  if (!typed_backbone_) return {{extract_feat(inputs)}, torch::Tensor()};
+  BackboneOutputs feats = typed_backbone_->forward_outputs(inputs);
+  if (neck_) {
+    for (auto& out : feats.outs) out = (*neck_)(out);
+    if (feats.aux.defined()) feats.aux = (*neck_)(feats.aux);
+  }
+  return feats;
+}
+
+LossMap ImageClassifier::head_loss(const torch::Tensor& inputs, const torch::Tensor& targets) {
+  if (typed_backbone_ && typed_backbone_->has_multiple_outputs()) {
+    return head_->loss(extract_feats(inputs), targets);
+  }
+  return head_->loss(extract_feat(inputs), targets);
+}
+
 LossMap ImageClassifier::loss(const Batch& batch) {
   RAZOR_CHECK(batch.targets.defined(), "ImageClassifier.loss: the batch has no targets");
   // Positions in the dataset, for losses with memory banks (CRD): a "Tap" recorder of "sample_idx".
   if (batch.indices.defined()) tap("sample_idx", batch.indices);
   if (augments_) {
     const Batch mixed = (*augments_)(batch);
-    return head_->loss(extract_feat(mixed.inputs), mixed.targets);
+    return head_loss(mixed.inputs, mixed.targets);
   }
-  return head_->loss(extract_feat(batch.inputs), batch.targets);
+  return head_loss(batch.inputs, batch.targets);
 }
 
 torch::Tensor ImageClassifier::predict(const Batch& batch) {

@@ -19,8 +19,14 @@ class ImageClassifier : public Model {
 
   /// backbone, then neck if any.
   torch::Tensor extract_feat(const torch::Tensor& inputs);
+  /// Every output of the backbone (Backbone::forward_outputs), each through the neck if any,
+  /// as mmcls's necks map a tuple; {extract_feat(inputs)} for a backbone that is not a razor
+  /// Backbone.
+  BackboneOutputs extract_feats(const torch::Tensor& inputs);
   /// The head's losses on the batch's targets: {"loss": cross entropy}. Batch augments, if
   /// set, mix the batch first (mmcls applies them in the loss pass, in train and eval mode).
+  /// A backbone with several outputs in the current mode (DARTS's auxiliary head in
+  /// training) hands the head all of them (ClsHead::loss of BackboneOutputs).
   LossMap loss(const Batch& batch) override;
   /// Softmax scores, N x num_classes.
   torch::Tensor predict(const Batch& batch) override;
@@ -36,7 +42,11 @@ class ImageClassifier : public Model {
   BatchAugments* batch_augments() const { return augments_.get(); }
 
  private:
+  /// The head's losses on the features of `inputs`.
+  LossMap head_loss(const torch::Tensor& inputs, const torch::Tensor& targets);
+
   std::shared_ptr<nn::Module> backbone_;
+  Backbone* typed_backbone_ = nullptr;  // backbone_ when it is a razor Backbone
   std::shared_ptr<nn::Module> neck_;
   std::shared_ptr<ClsHead> head_;
   std::shared_ptr<BatchAugments> augments_;

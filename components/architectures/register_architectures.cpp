@@ -160,6 +160,20 @@ ModulePtr build_image_classifier(Args& args, const BuildContext& context) {
                                       " channels but the backbone gives " +
                                       std::to_string(typed_backbone->out_channels()));
   }
+  // A head of auxiliary features (DartsSubnetClsHead) needs a backbone that gives them.
+  if (typed_backbone && head->aux_in_channels() > 0) {
+    if (typed_backbone->aux_out_channels() == 0) {
+      args.fail("head.aux_in_channels", "the head classifies auxiliary features but the "
+                                        "backbone has none (DartsBackbone: auxliary = true)");
+    }
+    if (dynamic_cast<GlobalAveragePooling*>(neck.get()) &&
+        typed_backbone->aux_out_channels() != head->aux_in_channels()) {
+      args.fail("head.aux_in_channels",
+                "the head takes " + std::to_string(head->aux_in_channels()) +
+                    " auxiliary channels but the backbone gives " +
+                    std::to_string(typed_backbone->aux_out_channels()));
+    }
+  }
   auto model = std::make_shared<ImageClassifier>(backbone, neck, head);
   if (args.has("train_cfg")) {
     Args train_cfg = args.sub("train_cfg");

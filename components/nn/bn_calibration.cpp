@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <optional>
 #include <vector>
 
 #include "components/nn/batch_norm.h"
@@ -10,9 +11,12 @@
 
 namespace razor {
 
-BNCalibrationReport calibrate_bn_statistics(Model& model, DataLoader& loader, int64_t num_samples,
-                                            const std::function<Batch(const Batch&)>& to_device,
-                                            bool across_ranks) {
+namespace {
+
+/// The calibration over the batches `next` yields (on the model's device) until it yields
+/// none or `num_samples` images were run (the last batch cut to fit).
+BNCalibrationReport calibrate(Model& model, const std::function<std::optional<Batch>()>& next,
+                              int64_t num_samples, bool across_ranks) {
   RAZOR_CHECK(num_samples > 0, "BN calibration needs a positive number of samples, got ",
               num_samples);
   struct Sums {
@@ -29,10 +33,13 @@ BNCalibrationReport calibrate_bn_statistics(Model& model, DataLoader& loader, in
   }
   for (size_t i = 0; i < sums.size(); ++i) {
     handles.push_back(sums[i].norm->add_forward_pre_hook([&sums, i](nn::Module&, nn::Inputs& in) {
-      const torch::Tensor x = in.at(0).detach().to(torch::kDouble);
+      // One pass over the input (var_mean), in its own precision; only the per-channel
+      // results are summed in double. A copy in double would cost more than the forward.
+      const torch::Tensor& x = in.at(0);
       const int64_t n = x.size(0);
-      const torch::Tensor mean = x.mean({0, 2, 3}) * static_cast<double>(n);
-      const torch::Tensor var = x.var({0, 2, 3}, /*unbiased=*/true) * static_cast<double>(n);
+      auto [var_f, mean_f] = torch::var_mean(x.detach(), {0, 2, 3}, /*unbiased=*/true);
+      const torch::Tensor mean = mean_f.to(torch::kDouble) * static_cast<double>(n);
+      const torch::Tensor var = var_f.to(torch::kDouble) * static_cast<double>(n);
       Sums& s = sums[i];
       s.mean = s.mean.defined() ? s.mean + mean : mean;
       s.var = s.var.defined() ? s.var + var : var;
@@ -44,19 +51,11 @@ BNCalibrationReport calibrate_bn_statistics(Model& model, DataLoader& loader, in
   int64_t seen = 0;
   try {
     torch::NoGradGuard no_grad;
-    loader.set_epoch(0);
-    loader.start();
     while (seen < num_samples) {
-      auto batch = loader.next();
+      auto batch = next();
       if (!batch) break;
-      Batch b = *batch;
-      const int64_t keep = std::min<int64_t>(b.size(), num_samples - seen);
-      if (keep < b.size()) {
-        b.inputs = b.inputs.narrow(0, 0, keep);
-        b.targets = b.targets.narrow(0, 0, keep);
-        if (b.indices.defined()) b.indices = b.indices.narrow(0, 0, keep);
-      }
-      model.predict(to_device(b));
+      const int64_t keep = std::min<int64_t>(batch->size(), num_samples - seen);
+      model.predict(keep < batch->size() ? first_samples(*batch, keep) : *batch);
       seen += keep;
     }
   } catch (...) {
@@ -90,6 +89,43 @@ BNCalibrationReport calibrate_bn_statistics(Model& model, DataLoader& loader, in
     ++report.norms;
   }
   return report;
+}
+
+}  // namespace
+
+Batch first_samples(const Batch& batch, int64_t count) {
+  Batch b = batch;
+  b.inputs = b.inputs.narrow(0, 0, count);
+  b.targets = b.targets.narrow(0, 0, count);
+  if (b.indices.defined()) b.indices = b.indices.narrow(0, 0, count);
+  return b;
+}
+
+BNCalibrationReport calibrate_bn_statistics(Model& model, DataLoader& loader, int64_t num_samples,
+                                            const std::function<Batch(const Batch&)>& to_device,
+                                            bool across_ranks) {
+  loader.set_epoch(0);
+  loader.start();
+  return calibrate(
+      model,
+      [&]() -> std::optional<Batch> {
+        auto batch = loader.next();
+        if (!batch) return std::nullopt;
+        return to_device(*batch);
+      },
+      num_samples, across_ranks);
+}
+
+BNCalibrationReport calibrate_bn_statistics(Model& model, const std::vector<Batch>& batches,
+                                            int64_t num_samples, bool across_ranks) {
+  size_t i = 0;
+  return calibrate(
+      model,
+      [&]() -> std::optional<Batch> {
+        if (i == batches.size()) return std::nullopt;
+        return batches[i++];
+      },
+      num_samples, across_ranks);
 }
 
 }  // namespace razor

@@ -5,6 +5,7 @@
 // statistics of the subnet on some training images.
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "engine/data.h"
 #include "engine/model.h"
@@ -26,5 +27,13 @@ struct BNCalibrationReport {
 BNCalibrationReport calibrate_bn_statistics(Model& model, DataLoader& loader, int64_t num_samples,
                                             const std::function<Batch(const Batch&)>& to_device,
                                             bool across_ranks = false);
+
+/// The same on batches already on the model's device (a search re-estimates every candidate
+/// on the same images, so it reads and moves them once).
+BNCalibrationReport calibrate_bn_statistics(Model& model, const std::vector<Batch>& batches,
+                                            int64_t num_samples, bool across_ranks = false);
+
+/// The first `count` samples of `batch` (views).
+Batch first_samples(const Batch& batch, int64_t count);
 
 }  // namespace razor

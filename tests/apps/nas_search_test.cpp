@@ -253,3 +253,217 @@ TEST_CASE("SPOS training resumed after an epoch samples the same subnets as an u
   }
   CHECK(a.contents().meta["model_state"] == b.contents().meta["model_state"]);
 }
+
+namespace {
+
+std::string predictor_search(const std::string& work_dir, const std::string& extra = "") {
+  return razor_command("search " + kConfigs + "tiny_spos_search_predictor.toml --checkpoint " +
+                       supernet() + " --work-dir " + work_dir + " " + extra);
+}
+
+/// History lines of `stage`.
+std::vector<Json> stage_of(const std::vector<Json>& entries, const std::string& stage) {
+  std::vector<Json> out;
+  for (const auto& e : entries) {
+    if (e["stage"] == stage) out.push_back(e);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "search with predictor_cfg: train_samples subnets and the best one are evaluated for real, "
+    "the rest predicted; a kill -9 resumes exactly",
+    "[nas][e2e][predictor]") {
+  TempDir full, killed;
+  const std::string out = expect(predictor_search(full.path()), 0, full / "search.log");
+  CHECK(
+      out.find("evaluating 5 random subnets for real to fit the predictor (GaussProcessHandler)") !=
+      std::string::npos);
+
+  // The predictor's state: 5 measured samples, written to the work dir.
+  const Json state = Json::parse(read_file(full / "predictor.json"));
+  CHECK(state["format"] == "razor-predictor");
+  CHECK(state["encoding_type"] == "onehot");
+  CHECK(state["handler"]["type"] == "GaussProcessHandler");
+  CHECK(state["search_space"].size() == 3);
+  REQUIRE(state["samples"].size() == 5);
+
+  // Exactly train_samples + 1 real evaluations: the samples before the search, the best after it.
+  const auto entries = history(full.path());
+  const auto samples = stage_of(entries, "predictor_samples");
+  const auto searched = stage_of(entries, "search");
+  const auto final = stage_of(entries, "final");
+  REQUIRE(samples.size() == 5);
+  REQUIRE(final.size() == 1);
+  REQUIRE(searched.size() >= 6);
+  CHECK(samples.size() + searched.size() + final.size() == entries.size());
+  int64_t measured = 0;
+  for (const auto& e : entries) measured += e["source"] == "measured";
+  CHECK(measured == 6);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    CHECK(samples[i]["source"] == "measured");
+    CHECK(samples[i]["epoch"] == 0);
+    CHECK(samples[i]["flops"].get<double>() <= 0.70);
+    CHECK(samples[i]["choices"] == state["samples"][i]["choices"]);
+    CHECK(samples[i]["score"].get<double>() == state["samples"][i]["score"].get<double>());
+  }
+  double best_predicted = -1e9;
+  for (const auto& e : searched) {
+    CHECK(e["source"] == "predicted");
+    CHECK(e["flops"].get<double>() <= 0.70);
+    best_predicted = std::max(best_predicted, e["score"].get<double>());
+    // The GP interpolates: a searched subnet that was a training sample is predicted its score.
+    for (const auto& s : samples) {
+      if (s["choices"] == e["choices"])
+        CHECK(e["score"].get<double>() == Approx(s["score"].get<double>()).margin(1e-3));
+    }
+  }
+  CHECK(final[0]["epoch"] == 20);
+  CHECK(final[0]["source"] == "measured");
+
+  // Both scores are logged and kept; the measured one is what `razor test` reproduces.
+  CHECK(out.find("search: best subnet: predicted accuracy/top1") != std::string::npos);
+  razor::CheckpointReader reader(full / "best_subnet.pth");
+  CHECK(reader.contents().meta["predicted_score"].get<double>() == best_predicted);
+  const double truth = final[0]["score"].get<double>();
+  CHECK(reader.contents().meta["score"].get<double>() == truth);
+  expect(razor_command("test " + kConfigs + "tiny_spos_search.toml " + (full / "best_subnet.pth") +
+                       " --subnet " + (full / "best_fix_subnet.yaml") + " --out " +
+                       (full / "test.json")),
+         0, full / "test.log");
+  CHECK(Json::parse(read_file(full / "test.json"))["metrics"]["accuracy/top1"].get<double>() ==
+        Approx(truth).epsilon(1e-12));
+
+  // Killed after the first epoch and resumed: the predictor comes from the checkpoint (no
+  // sample is evaluated again) and every prediction is the same to the bit.
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const std::string log = killed / "search.log";
+    const std::string command = predictor_search(killed.path());
+    execl("/bin/sh", "sh", "-c", ("exec " + command + " > " + log + " 2>&1").c_str(), nullptr);
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(killed / "search_epoch_1.json") &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  INFO(read_file(killed / "search.log"));
+  REQUIRE(WIFSIGNALED(status));
+  REQUIRE(fs::exists(killed / "search_epoch_1.json"));
+  REQUIRE_FALSE(fs::exists(killed / "best_fix_subnet.yaml"));
+  CHECK(Json::parse(read_file(killed / "search_epoch_1.json"))["predictor"] == state);
+
+  const std::string resumed =
+      expect(predictor_search(killed.path(), "--resume"), 0, killed / "resume.log");
+  CHECK(resumed.find("resumed from") != std::string::npos);
+  CHECK(resumed.find("evaluating 5 random subnets") == std::string::npos);
+  CHECK(read_file(killed / "best_fix_subnet.yaml") == read_file(full / "best_fix_subnet.yaml"));
+  const auto b = history(killed.path());
+  REQUIRE(b.size() == entries.size());
+  for (size_t i = 0; i < b.size(); ++i) {
+    CHECK(b[i]["choices"] == entries[i]["choices"]);
+    CHECK(b[i]["score"].get<double>() == entries[i]["score"].get<double>());
+    CHECK(b[i]["stage"] == entries[i]["stage"]);
+  }
+  razor::CheckpointReader resumed_best(killed / "best_subnet.pth");
+  CHECK(resumed_best.contents().meta["predicted_score"] ==
+        reader.contents().meta["predicted_score"]);
+}
+
+TEST_CASE(
+    "search with predictor_cfg: a pretrained predictor or sample file replaces the evaluations",
+    "[nas][e2e][predictor]") {
+  TempDir first, state_dir, samples_dir;
+  expect(predictor_search(first.path()), 0, first / "search.log");
+  const auto reference = history(first.path());
+
+  // A fitted state: nothing is evaluated before the search, and it predicts as before.
+  const std::string out = expect(
+      predictor_search(state_dir.path(), "--cfg-options train_cfg.predictor_cfg.pretrained=\"" +
+                                             (first / "predictor.json") + "\""),
+      0, state_dir / "search.log");
+  CHECK(out.find("predictor loaded from") != std::string::npos);
+  const auto entries = history(state_dir.path());
+  CHECK(stage_of(entries, "predictor_samples").empty());
+  CHECK(stage_of(entries, "final").size() == 1);
+  int64_t compared = 0;
+  for (const auto& e : stage_of(entries, "search")) {
+    for (const auto& r : stage_of(reference, "search")) {
+      if (r["choices"] == e["choices"]) {
+        CHECK(r["score"].get<double>() == e["score"].get<double>());
+        ++compared;
+      }
+    }
+  }
+  CHECK(compared > 0);
+
+  // Measured samples (a search history: its predicted lines are skipped): 5 samples + the final.
+  expect(
+      predictor_search(samples_dir.path(), "--cfg-options train_cfg.predictor_cfg.pretrained=\"" +
+                                               (first / "search_history.jsonl") + "\""),
+      0, samples_dir / "search.log");
+  const Json fitted = Json::parse(read_file(samples_dir / "predictor.json"));
+  CHECK(fitted["samples"].size() >= 5);
+  CHECK(fitted["samples"].size() <= 6);
+}
+
+TEST_CASE("search with predictor_cfg on two ranks finds what one process finds",
+          "[nas][e2e][dist][predictor]") {
+  TempDir one, two;
+  expect(predictor_search(one.path()), 0, one / "search.log");
+  expect(mpirun(2) + predictor_search(two.path()), 0, two / "search.log");
+  CHECK(read_file(one / "best_fix_subnet.yaml") == read_file(two / "best_fix_subnet.yaml"));
+  CHECK(read_file(one / "predictor.json") == read_file(two / "predictor.json"));
+  const auto a = history(one.path()), b = history(two.path());
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(a[i]["choices"] == b[i]["choices"]);
+    CHECK(a[i]["score"].get<double>() == b[i]["score"].get<double>());
+  }
+}
+
+TEST_CASE("search with predictor_cfg: bad input is a clear config error naming the key",
+          "[nas][e2e][predictor]") {
+  TempDir dir;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"train_cfg.predictor_cfg.handler_cfg.type=\"GPHandler\"",
+       "train_cfg.predictor_cfg.handler_cfg.type: unknown predictor_handlers type \"GPHandler\""},
+      {"train_cfg.predictor_cfg.train_samples=0",
+       "train_cfg.predictor_cfg.train_samples: must be >= 1, got 0"},
+      {"train_cfg.predictor_cfg.encoding_type=\"binary\"",
+       "train_cfg.predictor_cfg.encoding_type: unknown encoding \"binary\""},
+      {"train_cfg.predictor_cfg.score_key=\"accuracy/top5\"",
+       "train_cfg.predictor_cfg.score_key: must equal train_cfg.score_key"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string log = dir / ("bad" + std::to_string(i) + ".log");
+    const std::string output = expect(
+        predictor_search(dir / ("bad" + std::to_string(i)), "--cfg-options " + cases[i].first), 2,
+        log);
+    CHECK(output.find(cases[i].second) != std::string::npos);
+  }
+}
+
+// Each iteration's subnet changes the set of unused parameters, which c10d's Reducer reports
+// to its logger (a missing one crashed the second iteration): two ranks train, and train the
+// subnets one process trains.
+TEST_CASE("SPOS trains on two ranks with the subnet sequence of one process", "[nas][e2e][dist]") {
+  TempDir dir;
+  const std::string train =
+      "train " + kConfigs + "tiny_spos_supernet.toml --cfg-options 'val_cfg.sample_kinds=[\"max\"]' ";
+  expect(razor_command(train + "--work-dir " + (dir / "one")), 0, dir / "one.log");
+  expect(mpirun(2) + razor_command(train + "train_dataloader.batch_size=32 sync_bn=true --work-dir " +
+                                   (dir / "two")),
+         0, dir / "two.log");
+  razor::CheckpointReader a(dir / "one/epoch_1.pth"), b(dir / "two/epoch_1.pth");
+  REQUIRE(a.contents().model.size() == b.contents().model.size());
+  CHECK(a.contents().meta["model_state"] == b.contents().meta["model_state"]);
+  CHECK(a.contents().meta["iter"] == b.contents().meta["iter"]);
+}

@@ -15,8 +15,8 @@ namespace fs = std::filesystem;
 namespace {
 
 /// CIFAR datasets whose files are not on this machine become Synthetic ones of CIFAR's shape
-/// and size (keeping their pipeline and indices), so that the recipe still builds. Returns
-/// whether any was replaced.
+/// and size (keeping their pipeline and indices), and ImageNet ones a few Synthetic images,
+/// so that the recipe still builds. Returns whether any was replaced.
 bool replace_missing_cifar(Json& node) {
   bool replaced = false;
   if (node.is_object()) {
@@ -30,6 +30,14 @@ bool replace_missing_cifar(Json& node) {
       for (const char* key : {"pipeline", "indices"}) {
         if (node.contains(key)) synthetic[key] = node[key];
       }
+      node = synthetic;
+      return true;
+    }
+    if (type == "ImageNet" && !fs::exists(node.value("data_root", std::string("data/imagenet")))) {
+      // ImageNet-sized pipelines on a few small synthetic images: the crops resize them.
+      Json synthetic = {{"type", "Synthetic"}, {"num_samples", 256}, {"num_classes", 1000},
+                        {"shape", {3, 64, 80}}};
+      if (node.contains("pipeline")) synthetic["pipeline"] = node["pipeline"];
       node = synthetic;
       return true;
     }
@@ -54,7 +62,7 @@ fs::path fresh_dir(const std::string& name) {
 // otherwise surface only when a user runs the recipe. Checkpoints the recipes load
 // (teacher_ckpt, a data-free run's teachers' ckpt_path, load_from) are dropped: they are
 // outputs of other runs. CIFAR recipes build on Synthetic data of CIFAR's shape when the
-// CIFAR files are missing. Nothing is trained.
+// CIFAR files are missing, ImageNet ones on a few synthetic images. Nothing is trained.
 TEST_CASE("Every shipped config resolves and builds its whole runner", "[configs]") {
   register_all();
   const fs::path root = fs::path(RAZOR_SOURCE_DIR) / "configs";
@@ -102,7 +110,8 @@ TEST_CASE("Every shipped config resolves and builds its whole runner", "[configs
     REQUIRE(batch);
     CHECK(batch->inputs.size(0) == train.batch_size());
     const auto image = batch->inputs.sizes().slice(1);
-    CHECK((image == torch::IntArrayRef({1, 28, 28}) || image == torch::IntArrayRef({3, 32, 32})));
+    CHECK((image == torch::IntArrayRef({1, 28, 28}) || image == torch::IntArrayRef({3, 32, 32}) ||
+           image == torch::IntArrayRef({3, 224, 224})));
     CHECK(batch->targets.size(0) == train.batch_size());
     if (runner.has_val()) {
       CHECK(runner.val_dataloader().size() > 0);
@@ -116,7 +125,8 @@ TEST_CASE("Every shipped config resolves and builds its whole runner", "[configs
     model.eval();
     torch::NoGradGuard no_grad;
     auto logits = model.forward_tensor(batch->inputs.slice(0, 0, 2));
-    CHECK(logits.sizes() == torch::IntArrayRef({2, 10}));
+    const int64_t classes = image[1] == 224 ? 1000 : 10;
+    CHECK(logits.sizes() == torch::IntArrayRef({2, classes}));
     ++built;
   }
   CHECK(built >= 18);

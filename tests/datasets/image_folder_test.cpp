@@ -64,3 +64,34 @@ TEST_CASE("ImageFolder reports a missing or empty root", "[datasets]") {
   std::filesystem::create_directories(dir / "a");
   CHECK_THROWS_WITH(ImageFolder(options), Catch::Contains("no images"));
 }
+
+TEST_CASE("ImageNet (ImageFolder with ann_file) reads mmcls's annotation list", "[datasets]") {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "train/n01/sub");
+  REQUIRE(cv::imwrite(dir / "train/n01/a.png", cv::Mat(4, 4, CV_8UC3, cv::Scalar(1, 2, 3))));
+  REQUIRE(cv::imwrite(dir / "train/n01/sub/b.png", cv::Mat(3, 5, CV_8UC3, cv::Scalar(4, 5, 6))));
+  std::filesystem::create_directories(dir / "meta");
+  std::ofstream(dir / "meta/train.txt") << "n01/a.png 3\n\nn01/sub/b.png 0\n";
+
+  razor::register_datasets();
+  Json table = {{"type", "ImageNet"},
+                {"data_root", dir.path()},
+                {"ann_file", "meta/train.txt"},
+                {"data_prefix", "train"}};
+  Args args = Args::of(table, "dataset");
+  auto dataset = build_dataset(args);
+  REQUIRE(dataset->size() == 2);
+  CHECK(dataset->get(0).label == 3);
+  CHECK(dataset->get(1).label == 0);
+  CHECK(dataset->get(1).image.cols == 5);
+  CHECK(dataset->get(1).image.at<cv::Vec3b>(0, 0)[0] == 6);  // RGB
+  CHECK(dataset->classes() == std::vector<std::string>{"0", "1", "2", "3"});
+
+  std::ofstream(dir / "meta/bad.txt") << "n01/a.png 1\nn01/sub/b.png x\n";
+  ImageFolder::Options options;
+  options.data_root = dir.path();
+  options.ann_file = "meta/bad.txt";
+  CHECK_THROWS_WITH(ImageFolder(options), Catch::Contains("bad.txt:2") && Catch::Contains("b.png x"));
+  options.ann_file = "meta/missing.txt";
+  CHECK_THROWS_WITH(ImageFolder(options), Catch::Contains("missing.txt"));
+}

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <map>
 
 #include <torch/torch.h>
 
@@ -47,6 +48,30 @@ TEST_CASE("paramwise_cfg puts norms and biases in groups without weight decay", 
   }
   CHECK(zero_params == 3);     // fc.bias, bn.weight, bn.bias
   CHECK(decayed_params == 1);  // fc.weight
+}
+
+TEST_CASE("dwconv_decay_mult applies to depthwise convolution weights, as MMEngine's", "[optim]") {
+  struct Convs : torch::nn::Module {
+    torch::nn::Conv2d depthwise{torch::nn::Conv2dOptions(4, 4, 3).groups(4)};
+    torch::nn::Conv2d dense{torch::nn::Conv2dOptions(4, 8, 1)};
+    Convs() {
+      register_module("depthwise", depthwise);
+      register_module("dense", dense);
+    }
+  };
+  auto net = std::make_shared<Convs>();
+  Json table = {{"optimizer", {{"type", "SGD"}, {"lr", 0.1}, {"weight_decay", 4e-5}}},
+                {"paramwise_cfg", {{"dwconv_decay_mult", 0.0}, {"bias_decay_mult", 0.5}}}};
+  Args args = Args::of(table, "optim_wrapper");
+  auto optim = build_optim_wrapper(args, *net);
+  std::map<double, std::vector<int64_t>> numels;  // decay -> sizes of its parameters
+  for (auto& group : optim->optimizer().param_groups()) {
+    auto& options = static_cast<torch::optim::SGDOptions&>(group.options());
+    for (auto& p : group.params()) numels[options.weight_decay()].push_back(p.numel());
+  }
+  CHECK(numels[0.0] == std::vector<int64_t>{36});        // depthwise.weight
+  CHECK(numels[2e-5] == std::vector<int64_t>{4, 8});     // both biases: bias_decay_mult first
+  CHECK(numels[4e-5] == std::vector<int64_t>{32});       // dense.weight
 }
 
 TEST_CASE("Gradient accumulation steps every N calls with the loss scaled by 1/N", "[optim]") {

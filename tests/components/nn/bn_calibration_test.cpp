@@ -85,3 +85,24 @@ TEST_CASE("BN calibration sets the sample-weighted per-batch mean and variance",
   CHECK_THROWS_WITH(calibrate_bn_statistics(net, loader, 0, [](const Batch& b) { return b; }),
                     Catch::Contains("positive number of samples"));
 }
+
+TEST_CASE("BN calibration on cached batches equals calibration from the loader", "[bn_calibration]") {
+  torch::manual_seed(4);
+  Net net;
+  const torch::Tensor data = torch::randn({100, 3, 5, 5}) * 3 - 2;
+  Loader loader(data, 32);
+  calibrate_bn_statistics(net, loader, 90, [](const Batch& b) { return b; });
+  const torch::Tensor mean = net.bn1->running_mean.clone(), var = net.bn2->running_var.clone();
+
+  net.bn1->running_mean.fill_(7);
+  net.bn2->running_var.fill_(7);
+  std::vector<Batch> batches;
+  loader.start(0);
+  while (auto b = loader.next()) batches.push_back(*b);
+  const BNCalibrationReport report = calibrate_bn_statistics(net, batches, 90);
+  CHECK(report.samples == 90);
+  CHECK(report.norms == 2);
+  CHECK(torch::equal(net.bn1->running_mean, mean));
+  CHECK(torch::equal(net.bn2->running_var, var));
+  CHECK(first_samples(batches[2], 26).size() == 26);
+}
