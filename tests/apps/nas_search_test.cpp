@@ -44,6 +44,26 @@ std::string expect(const std::string& command, int expected, const std::string& 
   return output;
 }
 
+/// Runs `command` (output to `dir`/search.log), kills it with -9 once it has written
+/// `dir`/search_epoch_1.json (or after 120 s), and returns its wait status.
+int kill_after_first_epoch(const std::string& command, const TempDir& dir) {
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const std::string log = dir / "search.log";
+    execl("/bin/sh", "sh", "-c", ("exec " + command + " > " + log + " 2>&1").c_str(), nullptr);
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(dir / "search_epoch_1.json") && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
 /// The supernet checkpoint, trained once for every test of this file.
 const std::string& supernet() {
   static TempDir dir;
@@ -165,21 +185,7 @@ TEST_CASE("search: killed with -9 after an epoch and resumed, it ends as the uni
   TempDir full, killed;
   expect(search_command(full.path()), 0, full / "search.log");
 
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const std::string log = killed / "search.log";
-    const std::string command = search_command(killed.path());
-    execl("/bin/sh", "sh", "-c", ("exec " + command + " > " + log + " 2>&1").c_str(), nullptr);
-    _exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(killed / "search_epoch_1.json") && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  const int status = kill_after_first_epoch(search_command(killed.path()), killed);
   INFO(read_file(killed / "search.log"));
   REQUIRE(WIFSIGNALED(status));
   REQUIRE(fs::exists(killed / "search_epoch_1.json"));
@@ -338,22 +344,7 @@ TEST_CASE(
 
   // Killed after the first epoch and resumed: the predictor comes from the checkpoint (no
   // sample is evaluated again) and every prediction is the same to the bit.
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const std::string log = killed / "search.log";
-    const std::string command = predictor_search(killed.path());
-    execl("/bin/sh", "sh", "-c", ("exec " + command + " > " + log + " 2>&1").c_str(), nullptr);
-    _exit(127);
-  }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (!fs::exists(killed / "search_epoch_1.json") &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  const int status = kill_after_first_epoch(predictor_search(killed.path()), killed);
   INFO(read_file(killed / "search.log"));
   REQUIRE(WIFSIGNALED(status));
   REQUIRE(fs::exists(killed / "search_epoch_1.json"));
