@@ -101,6 +101,23 @@ int command_search(const std::string& file, const std::string& checkpoint,
   return 0;
 }
 
+int command_ptq(const std::string& file, const std::string& checkpoint, std::vector<std::string> overrides,
+                RunnerOptions options) {
+  // The float weights load into the architecture before the quantisers are placed.
+  if (!checkpoint.empty()) {
+    RAZOR_CHECK(fs::exists(checkpoint), "--checkpoint: not found: ", checkpoint);
+    overrides.push_back("model.float_checkpoint=" + Json(checkpoint).dump());
+  }
+  auto config = load_with_overrides(file, overrides);
+  RAZOR_CHECK(config->tree.contains("train_cfg") && config->tree["train_cfg"].is_object() &&
+                  config->tree["train_cfg"].value("type", "") == "PTQLoop",
+              file, ": train_cfg is not a PTQ loop (type = \"PTQLoop\")");
+  Runner runner(config, options);
+  runner.train();
+  if (dist::is_main()) std::cout << "PTQ finished; model_ptq.pth and the logs are in " << runner.work_dir() << "\n";
+  return 0;
+}
+
 int command_config_print(const std::string& file, const std::vector<std::string>& overrides) {
   auto config = load_with_overrides(file, overrides);
   std::cout << to_toml(config->tree);
@@ -191,6 +208,14 @@ int run_cli(const std::vector<std::string>& args) {
   search->add_option("--device", device, "auto, cpu, cuda or cuda:N");
   search->add_option("--launcher", launcher, launcher_help);
 
+  auto* ptq = app.add_subcommand("ptq", "Post-training quantisation: calibrate a float model's quantisers (train_cfg: PTQLoop)");
+  ptq->add_option("config", config_file, "PTQ config file (TOML)")->required();
+  ptq->add_option("--checkpoint", checkpoint, "The float model's checkpoint (sets model.float_checkpoint)");
+  ptq->add_option("--work-dir", work_dir, "Directory for model_ptq.pth and the logs");
+  ptq->add_option("--cfg-options", overrides, "Override config keys: a.b.c=VALUE")->expected(1, -1);
+  ptq->add_option("--device", device, "auto, cpu, cuda or cuda:N");
+  ptq->add_option("--launcher", launcher, launcher_help);
+
   auto* export_command = app.add_subcommand("export", "Write an algorithm's architecture (e.g. a distilled student) as a plain checkpoint");
   export_command->add_option("config", config_file, "The config the checkpoint was trained with")->required();
   export_command->add_option("checkpoint", checkpoint, "The algorithm's checkpoint")->required();
@@ -268,6 +293,11 @@ int run_cli(const std::vector<std::string>& args) {
     if (*search) {
       if (search_resume->count() > 0) options.resume = resume.empty() ? "auto" : resume;
       const int code = command_search(config_file, checkpoint, overrides, options);
+      finish_ranks();
+      return code;
+    }
+    if (*ptq) {
+      const int code = command_ptq(config_file, checkpoint, overrides, options);
       finish_ranks();
       return code;
     }

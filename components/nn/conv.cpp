@@ -8,7 +8,7 @@
 
 namespace razor::nn {
 
-Conv2d::Conv2d(const Conv2dOptions& options) : Module("Conv2d"), options_(options) {
+Conv2d::Conv2d(const Conv2dOptions& options) : WeightedOp("Conv2d"), options_(options) {
   RAZOR_CHECK(options.in_channels > 0 && options.out_channels > 0 && options.kernel_size > 0,
               "Conv2d: channels and kernel size must be positive, got ", options.in_channels,
               " -> ", options.out_channels, ", kernel ", options.kernel_size);
@@ -28,7 +28,8 @@ Conv2d::Conv2d(const Conv2dOptions& options) : Module("Conv2d"), options_(option
   if (options.bias) bias = register_parameter("bias", torch::zeros({options.out_channels}));
 }
 
-torch::Tensor Conv2d::forward(const torch::Tensor& input) {
+torch::Tensor Conv2d::apply(const torch::Tensor& input, const torch::Tensor& weight,
+                            const torch::Tensor& bias) const {
   return torch::conv2d(input, weight, bias, options_.stride, options_.padding, options_.dilation,
                        options_.groups);
 }

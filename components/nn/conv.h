@@ -3,7 +3,7 @@
 // torch.nn.Conv2d ("weight", "bias"), so state dicts match PyTorch's.
 #include <cstdint>
 
-#include "components/nn/module.h"
+#include "components/nn/weighted_op.h"
 
 namespace razor::nn {
 
@@ -33,17 +33,15 @@ struct Conv2dOptions {
 
 /// Weight is initialised Kaiming-normal (fan_out, ReLU gain), as mmcls and torchvision do
 /// for convolutions; bias (if any) is zero.
-class Conv2d : public Module {
+class Conv2d : public WeightedOp {
  public:
   explicit Conv2d(const Conv2dOptions& options);
   const Conv2dOptions& options() const { return options_; }
   void pretty_print(std::ostream& stream) const override;
 
-  torch::Tensor weight;  // out x in/groups x k x k
-  torch::Tensor bias;    // undefined without bias
-
  protected:
-  torch::Tensor forward(const torch::Tensor& input) override;
+  torch::Tensor apply(const torch::Tensor& input, const torch::Tensor& weight,
+                      const torch::Tensor& bias) const override;
 
  private:
   Conv2dOptions options_;

@@ -10,7 +10,7 @@
 namespace razor::nn {
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias)
-    : Module("Linear"), in_features_(in_features), out_features_(out_features) {
+    : WeightedOp("Linear"), in_features_(in_features), out_features_(out_features) {
   RAZOR_CHECK(in_features > 0 && out_features > 0, "Linear: features must be positive, got ",
               in_features, " -> ", out_features);
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
@@ -20,7 +20,8 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias)
     bias = register_parameter("bias", torch::empty({out_features}).uniform_(-bound, bound));
 }
 
-torch::Tensor Linear::forward(const torch::Tensor& input) {
+torch::Tensor Linear::apply(const torch::Tensor& input, const torch::Tensor& weight,
+                            const torch::Tensor& bias) const {
   return torch::linear(input, weight, bias);
 }
 

@@ -3,23 +3,21 @@
 // torch.nn.Linear, so state dicts match PyTorch's.
 #include <cstdint>
 
-#include "components/nn/module.h"
+#include "components/nn/weighted_op.h"
 
 namespace razor::nn {
 
 /// Initialised as PyTorch does: weight and bias uniform in +-1/sqrt(in_features).
-class Linear : public Module {
+class Linear : public WeightedOp {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
   void pretty_print(std::ostream& stream) const override;
 
-  torch::Tensor weight;  // out x in
-  torch::Tensor bias;    // undefined without bias
-
  protected:
-  torch::Tensor forward(const torch::Tensor& input) override;
+  torch::Tensor apply(const torch::Tensor& input, const torch::Tensor& weight,
+                      const torch::Tensor& bias) const override;
 
  private:
   int64_t in_features_, out_features_;

@@ -184,6 +184,13 @@ Json QConfig::fake_quant_table(bool weight, int64_t num_channels) const {
   return table;
 }
 
+QConfig QConfig::with_weight_bit(int64_t bit) const {
+  RAZOR_CHECK(bit >= 2 && bit <= 8, path_, ": weight bit widths are 2..8, got ", bit);
+  QConfig q = *this;
+  q.w_qscheme_.bit = bit;
+  return q;
+}
+
 Json QConfig::weight_fake_quant_table(int64_t num_channels) const {
   return fake_quant_table(true, num_channels);
 }

@@ -76,6 +76,9 @@ class QConfig {
   Json weight_fake_quant_table(int64_t num_channels = -1) const;
   Json activation_fake_quant_table() const;
 
+  /// This qconfig with weights of `bit` bits (mixed precision; NNCF's 7-bit CPU weights).
+  QConfig with_weight_bit(int64_t bit) const;
+
   std::shared_ptr<FakeQuantizer> build_weight_fake_quant(int64_t num_channels = -1,
                                                          const BuildContext& context = {}) const;
   std::shared_ptr<FakeQuantizer> build_activation_fake_quant(

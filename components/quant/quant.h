@@ -11,4 +11,5 @@
 #include "components/quant/percentile_observer.h"
 #include "components/quant/qconfig.h"
 #include "components/quant/qscheme.h"
+#include "components/quant/quantizer.h"
 #include "components/quant/register_quant.h"

@@ -60,7 +60,7 @@ fs::path fresh_dir(const std::string& name) {
 // Every config razor ships resolves and builds its whole runner (model, loaders, evaluators,
 // optimiser wrapper, schedulers, train loop, hooks): a renamed option or module would
 // otherwise surface only when a user runs the recipe. Checkpoints the recipes load
-// (teacher_ckpt, a data-free run's teachers' ckpt_path, load_from) are dropped: they are
+// (teacher_ckpt, a quantised model's float_checkpoint, a data-free run's teachers' ckpt_path, load_from) are dropped: they are
 // outputs of other runs. CIFAR recipes build on Synthetic data of CIFAR's shape when the
 // CIFAR files are missing, ImageNet ones on a few synthetic images. Nothing is trained.
 TEST_CASE("Every shipped config resolves and builds its whole runner", "[configs]") {
@@ -78,6 +78,7 @@ TEST_CASE("Every shipped config resolves and builds its whole runner", "[configs
     config->tree.erase("load_from");
     Json& model_table = config->tree["model"];
     model_table.erase("teacher_ckpt");
+    model_table.erase("float_checkpoint");
     if (model_table.contains("teachers")) {
       for (auto& teacher : model_table["teachers"]) teacher.erase("ckpt_path");
     }

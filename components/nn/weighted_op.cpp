@@ -1,0 +1,90 @@
+#include "components/nn/weighted_op.h"
+
+#include <torch/torch.h>
+
+#include "components/nn/batch_norm.h"
+#include "engine/error.h"
+
+namespace razor::nn {
+
+namespace {
+/// `v` ([C]) shaped to broadcast along dimension 1 of a tensor of `dim` dimensions, or along
+/// dimension 0 of a weight (`leading` = true).
+torch::Tensor per_channel(const torch::Tensor& v, int64_t dim, bool leading) {
+  std::vector<int64_t> shape(static_cast<size_t>(dim), 1);
+  shape[leading ? 0 : (dim > 1 ? 1 : 0)] = -1;
+  return v.reshape(shape);
+}
+}  // namespace
+
+void WeightedOp::fold_bn(std::shared_ptr<BatchNorm2d> bn) {
+  if (bn) {
+    RAZOR_CHECK(bn->num_features() == out_channels(), path(), ": cannot fold a BatchNorm of ", bn->num_features(),
+                " features into an op of ", out_channels(), " output channels");
+    RAZOR_CHECK(bn->affine(), path(), ": only an affine BatchNorm folds into the op before it");
+  }
+  folded_bn_ = std::move(bn);
+}
+
+void WeightedOp::set_out_channel_mask(torch::Tensor mask) {
+  if (mask.defined()) {
+    RAZOR_CHECK(mask.dim() == 1 && mask.size(0) == out_channels(), path(), ": a channel mask must have shape [",
+                out_channels(), "], got ", mask.sizes());
+  }
+  out_channel_mask_ = std::move(mask);
+}
+
+void WeightedOp::set_weight_fake_quant(std::shared_ptr<Module> fake_quant) {
+  // torch::nn::Module cannot unregister a child: a quantiser can be replaced, not removed.
+  RAZOR_CHECK(fake_quant || !weight_fake_quant_, path(), ": a weight fake quantiser once attached stays");
+  if (!fake_quant) return;
+  if (weight_fake_quant_) {
+    replace_module("weight_fake_quant", fake_quant);
+  } else {
+    register_module("weight_fake_quant", fake_quant);
+  }
+  weight_fake_quant_ = std::move(fake_quant);
+}
+
+EffectiveWeight WeightedOp::effective_weight() {
+  EffectiveWeight e{weight, bias, {}, {}};
+  if (folded_bn_) {
+    const BatchNorm2d& bn = *folded_bn_;
+    const torch::Tensor factor = bn.weight / torch::sqrt(bn.running_var + bn.eps());
+    e.weight = weight * per_channel(factor, weight.dim(), /*leading=*/true);
+    e.output_divisor = factor;
+    e.output_bias = bias;  // added after the division, as torch's ConvBn2d
+    e.bias = torch::Tensor();
+  }
+  if (out_channel_mask_.defined()) {
+    const torch::Tensor mask = out_channel_mask_.to(e.weight.dtype());
+    e.weight = e.weight * per_channel(mask, e.weight.dim(), /*leading=*/true);
+    if (e.bias.defined()) e.bias = e.bias * mask;
+    if (e.output_bias.defined()) e.output_bias = e.output_bias * mask;
+  }
+  if (weight_fake_quant_) e.weight = (*weight_fake_quant_)(e.weight);
+  return e;
+}
+
+torch::Tensor WeightedOp::forward(const torch::Tensor& input) {
+  if (!folded_bn_ && !out_channel_mask_.defined() && !weight_fake_quant_) return apply(input, weight, bias);
+  const EffectiveWeight e = effective_weight();
+  torch::Tensor out = apply(input, e.weight, e.bias);
+  if (e.output_divisor.defined()) {
+    out = out / per_channel(e.output_divisor, out.dim(), /*leading=*/false);
+    if (e.output_bias.defined()) out = out + per_channel(e.output_bias, out.dim(), /*leading=*/false);
+  }
+  return out;
+}
+
+std::pair<torch::Tensor, torch::Tensor> fold_bn_into(const torch::Tensor& weight, const torch::Tensor& bias,
+                                                     const BatchNorm2d* bn) {
+  torch::Tensor b = bias.defined() ? bias : torch::zeros({weight.size(0)}, weight.options());
+  if (!bn) return {weight, b};
+  const torch::Tensor inv_std = torch::rsqrt(bn->running_var + bn->eps());
+  const torch::Tensor factor = bn->affine() ? bn->weight * inv_std : inv_std;
+  const torch::Tensor shift = bn->affine() ? bn->bias : torch::zeros_like(factor);
+  return {weight * per_channel(factor, weight.dim(), /*leading=*/true), (b - bn->running_mean) * factor + shift};
+}
+
+}  // namespace razor::nn

@@ -1,0 +1,72 @@
+#pragma once
+// The base of the ops that carry a weight (Conv2d, Linear). They never read `weight` and
+// `bias` directly: forward goes through effective_weight(), the one place where the
+// compression steps act on the weight, in this order, each optional:
+//   1. folded BatchNorm (QAT's simulated folding, as torch's ConvBn2d): the weight scaled by
+//      gamma / sqrt(running_var + eps) of the BN that follows, the op's output divided by
+//      the same factor again, so the BN (still in the model) normalises as before;
+//   2. an output-channel mask (structured pruning): masked channels give zero;
+//   3. a weight fake quantiser, the child "weight_fake_quant" (torch's QAT modules' name).
+// Dynamic width (a later slice of the weight) plugs in before step 1.
+#include <cstdint>
+#include <memory>
+
+#include "components/nn/module.h"
+
+namespace razor::nn {
+
+class BatchNorm2d;
+
+/// What the op computes with: out = op(x, weight, bias) / output_divisor + output_bias
+/// (per output channel; divisor and output_bias undefined unless a BN is folded).
+struct EffectiveWeight {
+  torch::Tensor weight;
+  torch::Tensor bias;
+  torch::Tensor output_divisor;
+  torch::Tensor output_bias;
+};
+
+class WeightedOp : public Module {
+ public:
+  explicit WeightedOp(const std::string& type_name) : Module(type_name) {}
+
+  torch::Tensor weight;  // out x ...
+  torch::Tensor bias;    // undefined without bias
+
+  int64_t out_channels() const { return weight.size(0); }
+
+  /// Simulated folding of the BatchNorm that consumes this op's output (null: none). The BN
+  /// stays owned by its parent; this op keeps a reference only.
+  void fold_bn(std::shared_ptr<BatchNorm2d> bn);
+  BatchNorm2d* folded_bn() const { return folded_bn_.get(); }
+
+  /// A [out_channels] tensor of 0/1 (undefined: none).
+  void set_out_channel_mask(torch::Tensor mask);
+  const torch::Tensor& out_channel_mask() const { return out_channel_mask_; }
+
+  /// Registers `fake_quant` as the child "weight_fake_quant" (null removes it).
+  void set_weight_fake_quant(std::shared_ptr<Module> fake_quant);
+  Module* weight_fake_quant() const { return weight_fake_quant_.get(); }
+
+  /// The weight and bias after the steps above.
+  EffectiveWeight effective_weight();
+
+ protected:
+  /// The op itself on an effective weight and bias.
+  virtual torch::Tensor apply(const torch::Tensor& input, const torch::Tensor& weight,
+                              const torch::Tensor& bias) const = 0;
+  torch::Tensor forward(const torch::Tensor& input) final;
+
+ private:
+  std::shared_ptr<BatchNorm2d> folded_bn_;
+  torch::Tensor out_channel_mask_;
+  std::shared_ptr<Module> weight_fake_quant_;
+};
+
+/// The weight and bias of `op` with the BatchNorm `bn` (eval mode: running statistics)
+/// folded in for good: w * gamma / sigma and (b - mean) * gamma / sigma + beta. What export
+/// writes; without a BN (null) the op's own weight and bias (zero if it has none).
+std::pair<torch::Tensor, torch::Tensor> fold_bn_into(const torch::Tensor& weight, const torch::Tensor& bias,
+                                                     const BatchNorm2d* bn);
+
+}  // namespace razor::nn

@@ -1,0 +1,116 @@
+// The effective-weight step of Conv2d and Linear: BN folding (simulated and for good), the
+// channel mask and the weight fake quantiser, each against plain LibTorch.
+#include <torch/torch.h>
+
+#include <catch2/catch.hpp>
+
+#include "components/nn/nn.h"
+#include "components/nn/weighted_op.h"
+#include "components/quant/quant.h"
+
+using namespace razor;
+
+namespace {
+
+// A BN with non-trivial running statistics and affine parameters.
+std::shared_ptr<nn::BatchNorm2d> trained_bn(int64_t c) {
+  auto bn = std::make_shared<nn::BatchNorm2d>(c);
+  torch::NoGradGuard no_grad;
+  bn->weight.copy_(torch::rand({c}) + 0.5);
+  bn->bias.copy_(torch::randn({c}));
+  bn->running_mean.copy_(torch::randn({c}));
+  bn->running_var.copy_(torch::rand({c}) + 0.1);
+  return bn;
+}
+
+}  // namespace
+
+TEST_CASE("fold_bn_into: the folded conv equals conv -> BN in eval mode", "[nn][fold]") {
+  torch::manual_seed(0);
+  for (const bool with_bias : {false, true}) {
+    nn::Conv2d conv(nn::Conv2dOptions(3, 8, 3).with_padding(1).with_bias(with_bias));
+    if (with_bias) {
+      torch::NoGradGuard g;
+      conv.bias.copy_(torch::randn({8}));
+    }
+    auto bn = trained_bn(8);
+    bn->eval();
+    const auto x = torch::randn({2, 3, 9, 9});
+    const auto expected = (*bn)(conv(x));
+    const auto [w, b] = nn::fold_bn_into(conv.weight, conv.bias, bn.get());
+    const auto folded = torch::conv2d(x, w, b, 1, 1);
+    CHECK(torch::allclose(folded, expected, 1e-5, 1e-5));
+  }
+}
+
+TEST_CASE("Simulated BN folding leaves conv -> BN unchanged in train and eval mode", "[nn][fold]") {
+  torch::manual_seed(1);
+  nn::Conv2d plain(nn::Conv2dOptions(4, 6, 3).with_bias(false));
+  nn::Conv2d folded(nn::Conv2dOptions(4, 6, 3).with_bias(false));
+  {
+    torch::NoGradGuard g;
+    folded.weight.copy_(plain.weight);
+  }
+  auto bn_a = trained_bn(6);
+  auto bn_b = std::make_shared<nn::BatchNorm2d>(6);
+  {
+    torch::NoGradGuard g;
+    bn_b->weight.copy_(bn_a->weight);
+    bn_b->bias.copy_(bn_a->bias);
+    bn_b->running_mean.copy_(bn_a->running_mean);
+    bn_b->running_var.copy_(bn_a->running_var);
+  }
+  folded.fold_bn(bn_b);
+  const auto x = torch::randn({3, 4, 7, 7});
+  for (const bool training : {true, false}) {
+    bn_a->train(training);
+    bn_b->train(training);
+    const auto expected = (*bn_a)(plain(x));
+    const auto got = (*bn_b)(folded(x));
+    CHECK(torch::allclose(got, expected, 1e-4, 1e-5));
+  }
+  // A BN of another width does not fold.
+  CHECK_THROWS_WITH(folded.fold_bn(std::make_shared<nn::BatchNorm2d>(5)),
+                    Catch::Contains("cannot fold a BatchNorm of 5 features into an op of 6 output channels"));
+}
+
+TEST_CASE("The channel mask zeroes whole output channels of the weight and bias", "[nn]") {
+  torch::manual_seed(2);
+  nn::Linear fc(5, 4);
+  const auto x = torch::randn({3, 5});
+  const auto mask = torch::tensor({1.f, 0.f, 1.f, 0.f});
+  fc.set_out_channel_mask(mask);
+  const auto expected = torch::linear(x, fc.weight * mask.view({4, 1}), fc.bias * mask);
+  CHECK(torch::allclose(fc(x), expected));
+  CHECK(fc(x).index({torch::indexing::Slice(), 1}).abs().max().item<float>() == 0.f);
+  CHECK_THROWS_WITH(fc.set_out_channel_mask(torch::ones({3})), Catch::Contains("must have shape [4]"));
+}
+
+TEST_CASE("The weight fake quantiser acts on the BN-folded weight, as torch's ConvBn2d", "[nn][quant]") {
+  torch::manual_seed(3);
+  nn::Conv2d conv(nn::Conv2dOptions(2, 4, 3).with_bias(false));
+  auto bn = trained_bn(4);
+  bn->eval();
+  conv.fold_bn(bn);
+  const auto q = quant::QConfig::parse(Json::parse(R"({
+    "w_observer": {"type": "PerChannelMinMaxObserver"}, "a_observer": {"type": "MinMaxObserver"},
+    "w_fake_quant": {"type": "FakeQuantize"}, "a_fake_quant": {"type": "FakeQuantize"},
+    "w_qscheme": {"qdtype": "qint8", "bit": 8, "is_symmetry": true, "is_symmetric_range": true},
+    "a_qscheme": {"qdtype": "quint8", "bit": 8, "is_symmetry": true}})"));
+  auto fq = q.build_weight_fake_quant(4);
+  conv.set_weight_fake_quant(fq);
+  const auto x = torch::randn({1, 2, 6, 6});
+  const auto y = conv(x);
+
+  // By hand: factor = gamma / sigma; w' = w * factor; scale = max|w'| / 127 per channel.
+  const auto factor = bn->weight / torch::sqrt(bn->running_var + bn->eps());
+  const auto w = conv.weight * factor.view({4, 1, 1, 1});
+  const auto scale = std::get<0>(w.abs().reshape({4, -1}).max(1)) / 127.0;
+  const auto wq = torch::fake_quantize_per_channel_affine(w, scale, torch::zeros({4}, torch::kInt), 0, -127, 127);
+  const auto expected = torch::conv2d(x, wq) / factor.view({1, 4, 1, 1});
+  CHECK(torch::allclose(fq->scale(), scale.to(torch::kFloat)));
+  CHECK(torch::allclose(y, expected, 1e-5, 1e-5));
+  // Fake quant off: the float conv again.
+  fq->disable_fake_quant();
+  CHECK(torch::allclose(conv(x), torch::conv2d(x, conv.weight), 1e-5, 1e-5));
+}
