@@ -42,9 +42,11 @@ Dataflow trace_dataflow(torch::nn::Module& root, const torch::Tensor& input,
   std::map<Module*, int64_t> calls;
   std::vector<HookHandle> handles;
 
-  std::vector<std::shared_ptr<torch::nn::Module>> modules = root.modules(/*include_self=*/true);
-  for (const auto& m : modules) {
-    auto* module = dynamic_cast<Module*>(m.get());
+  // The root by reference: it need not be held by a shared_ptr.
+  std::vector<torch::nn::Module*> modules{&root};
+  for (const auto& m : root.modules(/*include_self=*/false)) modules.push_back(m.get());
+  for (torch::nn::Module* m : modules) {
+    auto* module = dynamic_cast<Module*>(m);
     if (!module || !is_leaf(*m)) continue;
     handles.push_back(module->add_forward_hook([&](Module& self, const Inputs& inputs, torch::Tensor& output) {
       DataflowNode node;

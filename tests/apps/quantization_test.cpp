@@ -1,5 +1,5 @@
 // Quantisation end to end through the razor executable, on a tiny float ResNet-8 trained
-// on 2,048 Fashion-MNIST images: PTQ for each backend (the float pass reproduces the float
+// on 4,096 Fashion-MNIST images: PTQ for each backend (the float pass reproduces the float
 // model's accuracy exactly, the int8 one stays close), the PTQ checkpoint tested again
 // gives the same figures, QAT and LSQ train, and bad input fails naming the key.
 #include <catch2/catch.hpp>
@@ -27,8 +27,10 @@ double metric(const std::string& text, const std::string& key) {
   return value;
 }
 
-/// A float ResNet-8 checkpoint, trained once per test process.
-const std::string& float_checkpoint(const TempDir& dir, double* float_top1) {
+/// A float ResNet-8 checkpoint, trained once per test process (in a folder of its own that
+/// lives as long as the process).
+const std::string& float_checkpoint(double* float_top1) {
+  static TempDir dir;
   static std::string path;
   static double top1 = -1;
   if (path.empty()) {
@@ -46,8 +48,8 @@ const std::string& float_checkpoint(const TempDir& dir, double* float_top1) {
 TEST_CASE("razor ptq: every backend keeps the float accuracy within 1.5 points; the checkpoint tests the same", "[quant][ptq]") {
   TempDir dir;
   double float_top1 = 0;
-  const std::string ckpt = float_checkpoint(dir, &float_top1);
-  REQUIRE(float_top1 > 30);
+  const std::string ckpt = float_checkpoint(&float_top1);
+  REQUIRE(float_top1 > 60);
   for (const std::string backend : {"NativeQuantizer", "OpenVINOQuantizer", "TensorRTQuantizer"}) {
     INFO(backend);
     const std::string work = dir / ("ptq_" + backend);
@@ -76,7 +78,7 @@ TEST_CASE("razor ptq: every backend keeps the float accuracy within 1.5 points; 
 TEST_CASE("razor train with QAT and LSQ configs trains the quantised model", "[quant][qat]") {
   TempDir dir;
   double float_top1 = 0;
-  const std::string ckpt = float_checkpoint(dir, &float_top1);
+  const std::string ckpt = float_checkpoint(&float_top1);
   for (const std::string config : {"tiny_qat_resnet8.toml", "tiny_lsq_resnet8.toml"}) {
     INFO(config);
     const std::string log = dir / (config + ".log");
@@ -86,8 +88,9 @@ TEST_CASE("razor train with QAT and LSQ configs trains the quantised model", "[q
     const std::string text = read_file(log);
     CHECK(text.find("QAT: BatchNorm statistics frozen from epoch 1") != std::string::npos);
     const double q = metric(text, "qat.accuracy/top1");
-    // 4-bit weights trained for 512 images, 8-bit QAT: both stay near the float model.
-    CHECK(q > float_top1 - 5);
+    // Eight iterations: 8-bit QAT stays near the float model; 4-bit LSQ weights within 10
+    // points (the full recipe's figure is in configs/quantization/README.md).
+    CHECK(q > float_top1 - (config == "tiny_lsq_resnet8.toml" ? 10 : 5));
     CHECK(fs::exists(dir / (config + "/epoch_1.pth")));
   }
 }
@@ -95,7 +98,7 @@ TEST_CASE("razor train with QAT and LSQ configs trains the quantised model", "[q
 TEST_CASE("razor ptq: bad input exits 2 naming the key", "[quant][ptq]") {
   TempDir dir;
   double float_top1 = 0;
-  const std::string ckpt = float_checkpoint(dir, &float_top1);
+  const std::string ckpt = float_checkpoint(&float_top1);
   const std::string base = "ptq " + kConfigs + "tiny_ptq_resnet8.toml --checkpoint " + ckpt + " --work-dir " + (dir / "w") + " ";
   auto fails = [&](const std::string& args) {
     const std::string log = dir / "bad.log";

@@ -103,6 +103,7 @@ TEST_CASE("The weight fake quantiser acts on the BN-folded weight, as torch's Co
   const auto y = conv(x);
 
   // By hand: factor = gamma / sigma; w' = w * factor; scale = max|w'| / 127 per channel.
+  torch::NoGradGuard no_grad;
   const auto factor = bn->weight / torch::sqrt(bn->running_var + bn->eps());
   const auto w = conv.weight * factor.view({4, 1, 1, 1});
   const auto scale = std::get<0>(w.abs().reshape({4, -1}).max(1)) / 127.0;

@@ -215,9 +215,10 @@ TEST_CASE("A quantised forward equals the same computation written with ATen's f
   const auto float_out = net(x);
   auto plan = prepare(net, options_for("NativeQuantizer"), torch::zeros({1, 2, 6, 6}),
                       [&](const torch::Tensor& t) { return net(t); });
-  // input (shared by conv and side), conv-bn-relu, side; the concat shares one quantiser
-  // between its inputs; the logits.
-  CHECK(plan->activations.size() == 4 + 0);
+  // Points: the input before conv and before side (one quantiser), the outputs of the
+  // conv-bn-relu chain and of side (one quantiser: they meet in the concat), the logits.
+  CHECK(plan->activations.size() == 5);
+  CHECK(distinct(*plan).size() == 3);
   const auto* relu_q = plan->output_quantizer(node(*plan, "relu"));
   const auto* side_q = plan->output_quantizer(node(*plan, "side"));
   REQUIRE(relu_q);
