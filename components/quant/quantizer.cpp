@@ -2,7 +2,7 @@
 
 #include <torch/torch.h>
 
-#include <numeric>
+#include <algorithm>
 #include <set>
 #include <sstream>
 
@@ -43,22 +43,20 @@ Scopes::Scopes(std::vector<std::string> patterns, std::string key)
   }
 }
 
+bool Scopes::matches(size_t i, const std::string& name) const {
+  return regexes_[i] ? std::regex_match(name, *regexes_[i]) : name == patterns_[i];
+}
+
 bool Scopes::matches(const std::string& name) const {
   for (size_t i = 0; i < patterns_.size(); ++i) {
-    if (regexes_[i] ? std::regex_match(name, *regexes_[i]) : name == patterns_[i]) return true;
+    if (matches(i, name)) return true;
   }
   return false;
 }
 
 void Scopes::check_used(const std::vector<std::string>& names) const {
   for (size_t i = 0; i < patterns_.size(); ++i) {
-    bool used = false;
-    for (const auto& n : names) {
-      if (regexes_[i] ? std::regex_match(n, *regexes_[i]) : n == patterns_[i]) {
-        used = true;
-        break;
-      }
-    }
+    const bool used = std::any_of(names.begin(), names.end(), [&](const std::string& n) { return matches(i, n); });
     if (!used) {
       throw config_error(key_ + ": \"" + patterns_[i] + "\" names no op of the model" +
                         (regexes_[i] ? std::string() : did_you_mean(patterns_[i], names)));
@@ -299,13 +297,12 @@ class Planner {
     return group;
   }
 
-  void add_output(int64_t head, int64_t end, const QConfig* q) {
+  void add_output(int64_t end, const QConfig* q) {
     const bool drop_at_output = o_.backend == Backend::OpenVINO || o_.backend == Backend::TensorRT;
     if (drop_at_output && flow_.nodes[static_cast<size_t>(end)].is_output) return;
     const int64_t group = new_group(q);
     points.push_back({end, -1, group});
     value_group_[static_cast<size_t>(end)] = group;
-    (void)head;
   }
 
   /// The last op of the chain that starts at `head` and shares its output quantiser.
@@ -350,7 +347,7 @@ class Planner {
       if (!q) return;  // left in float
       if (is_weighted(t)) weighted_nodes.push_back(n);
       for (size_t i = 0; i < node.inputs.size(); ++i) require_input(n, i, q);
-      add_output(n, chain_end(n), q);
+      add_output(chain_end(n), q);
     } else if (t == "Concat" && !academic) {
       if (!q) return;
       int64_t merged = -1;

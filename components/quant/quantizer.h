@@ -48,6 +48,8 @@ class Scopes {
   void check_used(const std::vector<std::string>& names) const;
 
  private:
+  bool matches(size_t i, const std::string& name) const;
+
   std::vector<std::string> patterns_;
   std::vector<std::optional<std::regex>> regexes_;
   std::string key_;

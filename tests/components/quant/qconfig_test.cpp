@@ -10,23 +10,13 @@
 #include "components/quant/quant.h"
 #include "engine/config.h"
 #include "engine/error.h"
+#include "tests/components/quant/shipped_qconfig.h"
 
 using namespace razor;
 using namespace razor::quant;
+using razor::test::shipped_qconfig;
 
 namespace {
-
-// MMRazor's configs/quantization/ptq/base/ptq_openvino_*.py global_qconfig.
-Json shipped_qconfig() {
-  return Json::parse(R"({
-    "w_observer": {"type": "mmrazor.PerChannelMinMaxObserver"},
-    "a_observer": {"type": "mmrazor.MovingAverageMinMaxObserver"},
-    "w_fake_quant": {"type": "mmrazor.FakeQuantize"},
-    "a_fake_quant": {"type": "mmrazor.FakeQuantize"},
-    "w_qscheme": {"qdtype": "qint8", "bit": 8, "is_symmetry": true, "is_symmetric_range": true},
-    "a_qscheme": {"qdtype": "quint8", "bit": 8, "is_symmetry": true, "averaging_constant": 0.1}
-  })");
-}
 
 Json with(Json table, const std::string& side, const std::string& key, const Json& value) {
   table[side][key] = value;

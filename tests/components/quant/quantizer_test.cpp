@@ -11,24 +11,15 @@
 #include "components/nn/nn.h"
 #include "components/quant/quant.h"
 #include "tests/components/architectures/build.h"
+#include "tests/components/quant/shipped_qconfig.h"
 
 using namespace razor;
 using namespace razor::quant;
 using razor::test::build_model;
 using razor::test::classifier;
+using razor::test::shipped_qconfig;
 
 namespace {
-
-Json shipped_qconfig(const std::string& a_dtype = "quint8") {
-  return Json::parse(R"({
-    "w_observer": {"type": "mmrazor.PerChannelMinMaxObserver"},
-    "a_observer": {"type": "mmrazor.MovingAverageMinMaxObserver"},
-    "w_fake_quant": {"type": "mmrazor.FakeQuantize"},
-    "a_fake_quant": {"type": "mmrazor.FakeQuantize"},
-    "w_qscheme": {"qdtype": "qint8", "bit": 8, "is_symmetry": true, "is_symmetric_range": true},
-    "a_qscheme": {"qdtype": ")" + a_dtype + R"(", "bit": 8, "is_symmetry": true, "averaging_constant": 0.1}
-  })");
-}
 
 QuantizerOptions options_for(const std::string& type, Json extra = Json::object()) {
   Json table = {{"type", type}, {"global_qconfig", shipped_qconfig(type == "TensorRTQuantizer" ? "qint8" : "quint8")}};
