@@ -1,7 +1,9 @@
 #include "apps/cli.h"
 
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
+#include <sstream>
 #include <optional>
 
 #include <CLI/CLI.hpp>
@@ -11,6 +13,7 @@
 #include "apps/analyze.h"
 #include "apps/bench.h"
 #include "apps/export.h"
+#include "apps/onnx_export.h"
 #include "apps/register_all.h"
 #include "algorithms/nas/nas_algorithm.h"
 #include "components/mutators/fix_subnet.h"
@@ -42,9 +45,69 @@ int command_train(const std::string& file, const std::vector<std::string>& overr
   return 0;
 }
 
+std::string format_figure(double value, int precision = 3) {
+  std::ostringstream s;
+  s << std::setprecision(precision) << value;
+  return s.str();
+}
+
+/// One line per optimisation level of the onnxruntime check.
+void print_runtime_report(const Json& report) {
+  std::cout << "onnxruntime " << report.value("onnxruntime", "") << " on " << report.at("images") << " test images ("
+            << report.at("threads") << " thread" << (report.at("threads") == 1 ? "" : "s") << "):\n";
+  for (const char* level : {"disabled", "all"}) {
+    const Json& r = report.at(level);
+    std::cout << "  optimisation " << level << ": relative error " << format_figure(r.at("relative_error").get<double>());
+    if (r.contains("within_one_step")) {
+      std::cout << ", " << format_figure(100 * r.at("within_one_step").get<double>(), 5) << " % within one output step (max "
+                << format_figure(r.at("max_steps").get<double>()) << " steps)";
+    }
+    std::cout << ", argmax agreement " << format_figure(100 * r.at("argmax_agreement").get<double>(), 5) << " %";
+    if (r.contains("top1")) std::cout << ", top-1 " << format_figure(r.at("top1").get<double>(), 4);
+    std::cout << ", " << format_figure(r.at("images_per_s").get<double>(), 4) << " images/s\n";
+  }
+  if (report.contains("razor_top1")) std::cout << "  razor's top-1 on the same images: " << format_figure(report.at("razor_top1").get<double>(), 4) << "\n";
+}
+
+int command_export_onnx(const std::shared_ptr<Config>& config, const std::string& checkpoint,
+                        const OnnxExportOptions& options) {
+  const OnnxExportResult result = export_onnx(config, checkpoint, options);
+  const auto& s = result.summary;
+  std::cout << "Wrote " << options.out << " (" << deploy::onnx_form_name(result.form) << ", opset " << s.opset << ": "
+            << s.nodes << " nodes, " << s.initializers << " initialisers";
+  if (result.form != deploy::OnnxForm::Float) {
+    std::cout << ", " << s.weight_quantizers << " weight and " << s.activation_quantizers << " activation quantisers, "
+              << s.folded_bn << " BatchNorms folded";
+  }
+  std::cout << "; " << s.bytes << " bytes)\n";
+  if (!result.verification) return 0;
+  const OnnxVerification& v = *result.verification;
+  if (v.onnxruntime.is_null()) {
+    std::cout << "onnxruntime has no kernel for OpenVINO's FakeQuantize: the file passed onnx's checker only\n";
+  } else {
+    print_runtime_report(v.onnxruntime);
+  }
+  if (v.opencv_relative_error) std::cout << "OpenCV DNN: relative error " << format_figure(*v.opencv_relative_error) << "\n";
+  std::cout << "Check data in " << options.out << ".check/\n";
+  if (v.failures.empty()) {
+    std::cout << "Verified: the file computes what razor computed\n";
+    return 0;
+  }
+  for (const auto& failure : v.failures) std::cerr << "razor: verification failed: " << failure << "\n";
+  return 1;
+}
+
 int command_export(const std::string& file, const std::string& checkpoint, const std::vector<std::string>& overrides,
-                   const std::string& out, const std::string& subnet) {
+                   const std::string& out, const std::string& subnet, const std::string& format,
+                   OnnxExportOptions onnx_options) {
   auto config = load_with_overrides(file, overrides);
+  if (format == "onnx") {
+    RAZOR_CHECK(subnet.empty(), "--subnet writes a checkpoint: export the subnet first, then its subnet.toml to ONNX");
+    onnx_options.out = out;
+    return command_export_onnx(config, checkpoint, onnx_options);
+  }
+  RAZOR_CHECK(format == "checkpoint", "--format ", format, ": unknown (known: checkpoint, onnx)");
+  RAZOR_CHECK(!onnx_options.verify && onnx_options.form.empty(), "--form and --verify apply to --format onnx");
   if (!subnet.empty()) {
     SubnetExport report = export_subnet(*config, checkpoint, subnet, out);
     std::cout << "Exported the subnet (" << report.subnet_params << " parameters; the supernet has "
@@ -216,14 +279,24 @@ int run_cli(const std::vector<std::string>& args) {
   ptq->add_option("--device", device, "auto, cpu, cuda or cuda:N");
   ptq->add_option("--launcher", launcher, launcher_help);
 
-  auto* export_command = app.add_subcommand("export", "Write an algorithm's architecture (e.g. a distilled student) as a plain checkpoint");
+  auto* export_command = app.add_subcommand("export", "Write a model as a plain checkpoint (an algorithm's architecture) or as ONNX (--format onnx)");
   export_command->add_option("config", config_file, "The config the checkpoint was trained with")->required();
   export_command->add_option("checkpoint", checkpoint, "The algorithm's checkpoint")->required();
-  export_command->add_option("--out", out, "The plain checkpoint to write (with --subnet: a directory)")->required();
+  export_command->add_option("--out", out, "The file to write (with --subnet: a directory)")->required();
   std::string export_subnet_file;
   export_command->add_option("--subnet", export_subnet_file,
                              "Write a NAS supernet fixed to this subnet YAML as a static model");
   export_command->add_option("--cfg-options", overrides, "Override config keys: a.b.c=VALUE")->expected(1, -1);
+  std::string export_format = "checkpoint";
+  OnnxExportOptions onnx_options;
+  export_command->add_option("--format", export_format, "checkpoint (default) or onnx");
+  export_command->add_option("--form", onnx_options.form,
+                             "ONNX form: float, qdq (opset 13) or fakequantize (OpenVINO, opset 11); default: qdq for a "
+                             "quantised model, else float");
+  export_command->add_flag("--verify", onnx_options.verify,
+                           "Run the ONNX file in onnxruntime (and OpenCV DNN for float) on test images and compare");
+  export_command->add_option("--verify-images", onnx_options.verify_images, "Test images the check runs (default 256)");
+  export_command->add_option("--threads", onnx_options.threads, "onnxruntime's threads in the check (default 1)");
 
   auto* config = app.add_subcommand("config", "Inspect configs");
   config->require_subcommand(1);
@@ -301,7 +374,9 @@ int run_cli(const std::vector<std::string>& args) {
       finish_ranks();
       return code;
     }
-    if (*export_command) return command_export(config_file, checkpoint, overrides, out, export_subnet_file);
+    if (*export_command) {
+      return command_export(config_file, checkpoint, overrides, out, export_subnet_file, export_format, onnx_options);
+    }
     if (*print) return command_config_print(config_file, overrides);
     if (*analyze_command) {
       if (!analyze_device.empty()) analyze_options.device = analyze_device;

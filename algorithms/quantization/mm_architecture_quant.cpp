@@ -84,6 +84,10 @@ void load_float_checkpoint(Model& architecture, Args& args) {
     spdlog::warn("{}: no float_checkpoint: quantising a randomly initialised model", args.where());
     return;
   }
+  if (path->empty()) {
+    spdlog::debug("{}: float_checkpoint = \"\": the weights come from a checkpoint loaded afterwards", args.where());
+    return;
+  }
   RAZOR_CHECK(fs::exists(*path), args.where("float_checkpoint"), ": checkpoint not found: ", *path);
   CheckpointReader reader(*path);
   StateDict weights = reader.contents().model;

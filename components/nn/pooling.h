@@ -56,6 +56,8 @@ class AdaptiveAvgPool2d : public Module {
   explicit AdaptiveAvgPool2d(int64_t output_size = 1)
       : AdaptiveAvgPool2d(output_size, output_size) {}
   AdaptiveAvgPool2d(int64_t height, int64_t width);
+  int64_t output_height() const { return height_; }
+  int64_t output_width() const { return width_; }
   void pretty_print(std::ostream& stream) const override;
 
  protected:

@@ -81,8 +81,10 @@ std::pair<torch::Tensor, torch::Tensor> fold_bn_into(const torch::Tensor& weight
                                                      const BatchNorm2d* bn) {
   torch::Tensor b = bias.defined() ? bias : torch::zeros({weight.size(0)}, weight.options());
   if (!bn) return {weight, b};
-  const torch::Tensor inv_std = torch::rsqrt(bn->running_var + bn->eps());
-  const torch::Tensor factor = bn->affine() ? bn->weight * inv_std : inv_std;
+  // The factor exactly as effective_weight() computes it, so that a weight quantiser sees the
+  // same folded weight in the model and in an export.
+  const torch::Tensor sigma = torch::sqrt(bn->running_var + bn->eps());
+  const torch::Tensor factor = bn->affine() ? bn->weight / sigma : 1.0 / sigma;
   const torch::Tensor shift = bn->affine() ? bn->bias : torch::zeros_like(factor);
   return {weight * per_channel(factor, weight.dim(), /*leading=*/true), (b - bn->running_mean) * factor + shift};
 }
