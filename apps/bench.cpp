@@ -10,6 +10,7 @@
 
 #include "algorithms/nas/evolution_search_loop.h"
 #include "algorithms/nas/nas_algorithm.h"
+#include "engine/checkpoint.h"
 #include "engine/config.h"
 #include "engine/dist.h"
 #include "engine/error.h"
@@ -140,11 +141,62 @@ Json bench_w4(const BenchOptions& options) {
           {"threads", threads}, {"ranks", dist::world_size()}, {"repeats", values}};
 }
 
+/// W5: seconds of PTQ calibration (32 batches of 128) plus one quantised evaluation of the
+/// 10,000 test images, loaders and model built beforehand. With --full the float model is
+/// first trained for one epoch (W1's recipe) and the top-1 drop is reported.
+Json bench_w5(const BenchOptions& options) {
+  const std::string work_dir = (fs::temp_directory_path() / "razor_bench_W5").string();
+  RunnerOptions runner_options;
+  runner_options.write_files = false;
+  runner_options.log_level = "error";
+  Json line = {{"workload", "W5"}, {"metric", "ptq_seconds"}};
+  std::string float_checkpoint;
+  if (options.full) {
+    auto config = bench_config(options, "w1_train.toml", work_dir);
+    apply_overrides(*config, {"train_cfg.max_epochs=1", "default_hooks.checkpoint=false"});
+    Runner runner(config, runner_options);
+    runner.train();
+    line["float_top1"] = runner.test().at("accuracy/top1");
+    fs::create_directories(work_dir);
+    float_checkpoint = (fs::path(work_dir) / "float.pth").string();
+    CheckpointContents contents;
+    contents.model = state_dict(runner.model());
+    write_checkpoint(float_checkpoint, contents, nullptr);
+  }
+  std::vector<double> values;
+  std::string device;
+  int threads = 0;
+  double top1 = -1;
+  for (int r = 0; r < options.repeats; ++r) {
+    auto config = bench_config(options, "w5_ptq.toml", work_dir);
+    if (!float_checkpoint.empty()) apply_overrides(*config, {"model.float_checkpoint=" + Json(float_checkpoint).dump()});
+    Runner runner(config, runner_options);
+    runner.model();
+    runner.train_loop();
+    runner.val_dataloader();
+    synchronize(runner.device());
+    const auto start = std::chrono::steady_clock::now();
+    runner.train();
+    synchronize(runner.device());
+    values.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    device = runner.device().str();
+    threads = torch::get_num_threads();
+    if (options.full && r == 0) top1 = runner.val().at("accuracy/top1");
+  }
+  line.update({{"value", median(values)}, {"device", device}, {"threads", threads}, {"ranks", dist::world_size()},
+               {"repeats", values}});
+  if (options.full) {
+    line["top1"] = top1;
+    line["top1_drop"] = line["float_top1"].get<double>() - top1;
+  }
+  return line;
+}
+
 }  // namespace
 
 int run_bench(const BenchOptions& options) {
   RAZOR_CHECK(options.repeats >= 1, "--repeats must be >= 1");
-  const std::vector<std::string> known = {"W1", "W2", "W3", "W4"};
+  const std::vector<std::string> known = {"W1", "W2", "W3", "W4", "W5", "W6"};
   std::vector<std::string> workloads = options.workloads.empty() ? known : options.workloads;
   for (const auto& w : workloads) {
     RAZOR_CHECK(std::find(known.begin(), known.end(), w) != known.end(), "--workloads: unknown workload \"", w,
@@ -157,6 +209,8 @@ int run_bench(const BenchOptions& options) {
     if (w == "W2") line = throughput_line(options, "W2", "w2_kd.toml");
     if (w == "W3") line = throughput_line(options, "W3", "w3_spos.toml");
     if (w == "W4") line = bench_w4(options);
+    if (w == "W5") line = bench_w5(options);
+    if (w == "W6") line = throughput_line(options, "W6", "w6_qat.toml");
     if (dist::is_main()) std::cout << line.dump() << std::endl;
   }
   return 0;

@@ -88,8 +88,9 @@ Json run_checker(const std::string& model, const std::string& dir, int64_t threa
   }
 }
 
-OnnxVerification verify(Model& model, const quant::QuantPlan* plan, deploy::OnnxForm form,
+OnnxVerification verify(Runner& runner, const quant::QuantPlan* plan, deploy::OnnxForm form,
                         const OnnxExportOptions& options, const CheckData& data) {
+  Model& model = runner.model();
   OnnxVerification result;
   torch::Tensor expected;
   {
@@ -98,7 +99,10 @@ OnnxVerification verify(Model& model, const quant::QuantPlan* plan, deploy::Onnx
     const int64_t batch = 256;
     for (int64_t start = 0; start < data.inputs.size(0); start += batch) {
       const int64_t n = std::min(batch, data.inputs.size(0) - start);
-      outputs.push_back(model.forward_tensor(data.inputs.narrow(0, start, n)).to(torch::kFloat));
+      // Through the runner's own input path (its memory format), as `razor test` computes.
+      Batch batch;
+      batch.inputs = data.inputs.narrow(0, start, n);
+      outputs.push_back(model.forward_tensor(runner.to_device(batch).inputs).to(torch::kFloat));
     }
     expected = torch::cat(outputs).contiguous();
   }
@@ -123,10 +127,23 @@ OnnxVerification verify(Model& model, const quant::QuantPlan* plan, deploy::Onnx
       fail("OpenCV DNN: relative error " + std::to_string(*result.opencv_relative_error) + " > 1e-4");
     }
   } else if (step > 0) {
-    const double within = report.at("disabled").at("within_one_step").get<double>();
-    if (within < 0.999) {
-      fail("onnxruntime (optimisation disabled): " + std::to_string(100 * within) +
-           " % of the outputs within one quantisation step (at least 99.9 % required)");
+    // A quantised output moves in whole steps: a rounding flip (float summation order differs
+    // between runtimes) shows as one step. An unquantised output (TensorRT, OpenVINO) carries
+    // flips upstream through float ops, so some values move by a few input steps: the argmax
+    // must then agree on 99.9 % of the images and 99 % of the values stay within one step.
+    const Json& disabled = report.at("disabled");
+    const double within = disabled.at("within_one_step").get<double>();
+    const auto* out_q = plan->output_quantizer(plan->flow.output);
+    const bool quantised_output = out_q && out_q->fake_quant_enabled();
+    const double required = quantised_output ? 0.999 : 0.99;
+    if (within < required) {
+      fail("onnxruntime (optimisation disabled): " + std::to_string(100 * within) + " % of the outputs within one " +
+           "quantisation step (at least " + std::to_string(100 * required) + " % required)");
+    }
+    const double agreement = disabled.at("argmax_agreement").get<double>();
+    if (!quantised_output && agreement < 0.999) {
+      fail("onnxruntime (optimisation disabled): argmax agreement " + std::to_string(100 * agreement) +
+           " % (at least 99.9 % required)");
     }
   } else {
     const double error = report.at("disabled").at("relative_error").get<double>();
@@ -261,7 +278,7 @@ OnnxExportResult export_onnx(std::shared_ptr<Config> config, const std::string& 
   OnnxExportResult result;
   result.form = form;
   result.summary = deploy::write_onnx(*flow, onnx_options, options.out);
-  if (options.verify) result.verification = verify(model, onnx_options.plan, form, options, data);
+  if (options.verify) result.verification = verify(runner, onnx_options.plan, form, options, data);
   switches.restore();
   return result;
 }

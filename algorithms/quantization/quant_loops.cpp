@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "algorithms/quantization/adaround.h"
+#include "algorithms/quantization/bias_correction.h"
 #include "algorithms/quantization/mm_architecture_quant.h"
 #include "components/quant/learnable_fake_quantize.h"
 #include "engine/data.h"
@@ -39,6 +41,22 @@ class PTQLoop : public TrainLoop {
     calibrate_steps_ = args.get<int64_t>("calibrate_steps", 32);
     RAZOR_CHECK(calibrate_steps_ >= 1, args.where("calibrate_steps"), ": must be >= 1, got ", calibrate_steps_);
     checkpoint_ = args.get("checkpoint_name", "model_ptq.pth");
+    // Refinements after calibration, on the first refine_steps calibration batches.
+    bias_correction_ = args.get("bias_correction", false);
+    if (args.has("adaround")) {
+      const Json& value = args.table().at("adaround");
+      if (value.is_boolean()) {
+        adaround_ = value.get<bool>();
+        args.accept("adaround");
+      } else if (value.is_object()) {
+        adaround_ = true;
+        adaround_options_ = AdaRoundOptions::parse(args, "adaround");
+      } else {
+        args.fail("adaround", "must be true, false or a table { iters, batch_size, lr, reg, beta, warmup }");
+      }
+    }
+    refine_steps_ = args.get<int64_t>("refine_steps", 8);
+    RAZOR_CHECK(refine_steps_ >= 1, args.where("refine_steps"), ": must be >= 1, got ", refine_steps_);
     args.finish();
   }
 
@@ -50,6 +68,7 @@ class PTQLoop : public TrainLoop {
     quant::enable_fake_quant(model, true);
     quant::enable_observer(model, true);
     int64_t steps = 0;
+    std::vector<torch::Tensor> kept;
     {
       torch::NoGradGuard no_grad;
       loader.set_epoch(0);
@@ -57,7 +76,9 @@ class PTQLoop : public TrainLoop {
       while (steps < calibrate_steps_) {
         auto batch = loader.next();
         if (!batch) break;
-        model.forward_tensor(runner_.to_device(*batch).inputs);
+        const torch::Tensor inputs = runner_.to_device(*batch).inputs;
+        model.forward_tensor(inputs);
+        if ((adaround_ || bias_correction_) && steps < refine_steps_) kept.push_back(inputs);
         ++steps;
       }
     }
@@ -68,6 +89,18 @@ class PTQLoop : public TrainLoop {
     }
     quant::enable_observer(model, false);
     spdlog::info("PTQ: calibrated {} quantisers on {} batches", quant::fake_quantizers(model).size(), steps);
+    if (adaround_) {
+      const AdaRoundReport r = adaround(model, kept, adaround_options_);
+      spdlog::info("PTQ: AdaRound over {} layers on {} batches: {} of {} weights rounded away from nearest; output "
+                   "error {:.4g} -> {:.4g}",
+                   r.layers, kept.size(), r.flipped, r.weights, r.nearest_error, r.adaround_error);
+    }
+    if (bias_correction_) {
+      const BiasCorrectionReport r = correct_biases(model, kept);
+      spdlog::info("PTQ: bias correction of {} layers on {} batches ({} without bias or BatchNorm left alone); "
+                   "largest shift {:.3g}",
+                   r.corrected, kept.size(), r.skipped, r.max_shift);
+    }
     epoch_ = 1;
     iter_ = steps;
     if (runner_.write_files()) spdlog::info("PTQ: saved {}", runner_.save_checkpoint(checkpoint_));
@@ -85,6 +118,10 @@ class PTQLoop : public TrainLoop {
   std::shared_ptr<DataLoader> own_loader_;
   int64_t calibrate_steps_ = 32;
   std::string checkpoint_;
+  bool bias_correction_ = false;
+  bool adaround_ = false;
+  AdaRoundOptions adaround_options_;
+  int64_t refine_steps_ = 8;
 };
 
 /// The QAT switches of QATEpochBasedLoop and LSQEpochBasedLoop, at each epoch and iteration.

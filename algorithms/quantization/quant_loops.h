@@ -2,7 +2,10 @@
 // The loops of quantisation (MMRazor's engine/runner/quantization_loops.py):
 //   PTQLoop            calibrate the observers on `calibrate_steps` batches of
 //                      `calibrate_dataloader` (model in eval mode, observers and fake quant
-//                      on), freeze them, save `model_ptq.pth`, validate;
+//                      on), freeze them, optionally refine on the first `refine_steps`
+//                      (8) batches: `adaround = true | { iters, ... }` (adaround.h), then
+//                      `bias_correction = true` (bias_correction.h); save `model_ptq.pth`,
+//                      validate;
 //   QATEpochBasedLoop  EpochBasedTrainLoop whose observers stop at epoch
 //                      `disable_observer_begin` and BatchNorms freeze at `freeze_bn_begin`
 //                      (1-based; <= 0 never);

@@ -1,8 +1,19 @@
 #!/usr/bin/env python3
-"""W1-W4 written in plain PyTorch, as BENCHMARKS.md defines them: the references that
+"""W1-W6 written in plain PyTorch, as BENCHMARKS.md defines them: the references that
 razor's figures are divided by. Needs Debian's python3-torch (the same LibTorch 1.13 as razor).
 
     /usr/bin/python3 scripts/reference/bench_pytorch.py [--workloads W1,W2,W3,W4] [--repeats 3] [--threads 2]
+        [--channels-last] [--full]
+
+The default list is W1-W4; W5 and W6 run when named (--workloads W5,W6).
+W5 "ptq": ResNet-20 with torch.ao eager-mode QAT modules as simulated quantisation (conv+BN fused, BN
+folded as ConvBn2d does, per-channel symmetric int8 weight fake quant on every conv and the linear, one
+uint8 min-max FakeQuantize on the input of every conv and linear, nothing else): calibrate on 32 batches
+of 128 training images, then evaluate the 10,000 test images; ptq_seconds (lower is better) and top1.
+With --full the float model is first trained for one epoch and float_top1, top1, top1_drop are reported
+(several minutes); without it the weights are random and only the time means anything.
+W6 "qat": the same fake-quantised model trained (observers on, BN in training mode, straight-through),
+SGD lr 0.01; train_images_per_s.
 """
 import argparse
 import gzip
@@ -15,6 +26,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.ao.quantization import (FakeQuantize, MinMaxObserver, PerChannelMinMaxObserver, QConfig,
+                                   disable_observer, fuse_modules_qat, prepare_qat)
+
+try:
+    import torch.ao.nn.intrinsic as nni
+except ImportError:  # torch < 2.0 keeps the fused modules under torch.nn.intrinsic
+    import torch.nn.intrinsic as nni
 
 ROOT = "/usr/share/datasets/fashion-mnist"
 
@@ -156,6 +174,57 @@ def calibrate_bn(model, batches):
         module.running_var.copy_(var / n)
 
 
+QCONFIG = QConfig(
+    activation=FakeQuantize.with_args(observer=MinMaxObserver, quant_min=0, quant_max=255, dtype=torch.quint8,
+                                      qscheme=torch.per_tensor_affine),
+    weight=FakeQuantize.with_args(observer=PerChannelMinMaxObserver, quant_min=-127, quant_max=127,
+                                  dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0))
+
+
+def quantise_input(module, inputs):
+    return (module.input_fake_quant(inputs[0]),) + tuple(inputs[1:])
+
+
+def fake_quantise(model):
+    """W5/W6's simulated quantisation of a ResNetCifar, in place: every conv+BN pair fused as
+    ConvBn2d (BN folded into the per-channel int8 weight fake quant), the linear with the same
+    weight fake quant, and one uint8 min-max FakeQuantize on the input of every conv and linear."""
+    model.train()  # fuse_modules_qat and prepare_qat want training mode
+    pairs = [["conv1", "bn1"]]
+    for i, block in enumerate(model.layers):
+        pairs += [[f"layers.{i}.conv1", f"layers.{i}.bn1"], [f"layers.{i}.conv2", f"layers.{i}.bn2"]]
+        if block.downsample is not None:
+            pairs.append([f"layers.{i}.downsample.0", f"layers.{i}.downsample.1"])
+    fuse_modules_qat(model, pairs, inplace=True)
+    for m in model.modules():
+        if isinstance(m, (nni.ConvBn2d, nn.Linear)):
+            m.qconfig = QCONFIG
+    prepare_qat(model, inplace=True)
+    targets = []
+    for m in list(model.modules()):
+        # prepare_qat observes each QAT module's output (a forward hook): drop those, only inputs are
+        # quantised (a FakeQuantize's own activation_post_process is its observer and stays)
+        if hasattr(m, "activation_post_process") and not isinstance(m, FakeQuantize):
+            del m.activation_post_process
+            m._forward_hooks.clear()
+        if hasattr(m, "weight_fake_quant"):
+            targets.append(m)
+    for m in targets:
+        m.input_fake_quant = QCONFIG.activation()
+        m.register_forward_pre_hook(quantise_input)
+    return model
+
+
+def top1(model, batches):
+    model.eval()
+    correct, total = 0, 0
+    with torch.no_grad():
+        for x, y in batches:
+            correct += (model(x).argmax(1) == y).sum().item()
+            total += y.numel()
+    return 100.0 * correct / total  # percent, as razor reports accuracy/top1
+
+
 def throughput(step, warmup=10, timed=100, batch=128):
     for i in range(warmup):
         step(i)
@@ -171,6 +240,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--channels-last", action="store_true", help="NHWC weights and inputs (razor's CPU default)")
+    parser.add_argument("--full", action="store_true",
+                        help="W5: train the float model one epoch first and report float_top1, top1, top1_drop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -181,8 +252,64 @@ def main():
     test_images = torch.from_numpy(read_idx(f"{ROOT}/t10k-images-idx3-ubyte.gz", 16).copy()).view(-1, 1, 28, 28)
     test_labels = torch.from_numpy(read_idx(f"{ROOT}/t10k-labels-idx1-ubyte.gz", 8).copy()).long()
     test_data = (test_images.float() / 255.0 - 0.2860) / 0.3530
+    memory_format = "channels_last" if args.channels_last else "contiguous"
     for workload in args.workloads.split(","):
         values = []
+        if workload in ("W5", "W6"):
+            top1s, float_top1s = [], []
+            for r in range(args.repeats):
+                torch.manual_seed(r)
+                perm = torch.randperm(data.size(0))
+                model = ResNetCifar(depth=20).to(memory_format=fmt)
+                if workload == "W5":
+                    evals = [(test_data[i:i + 256].contiguous(memory_format=fmt), test_labels[i:i + 256])
+                             for i in range(0, test_data.size(0), 256)]
+                    if args.full:
+                        model.train()
+                        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+                        for i in range(0, data.size(0), batch):
+                            idx = perm[i:i + batch]
+                            x = data.index_select(0, idx).contiguous(memory_format=fmt)
+                            loss = F.cross_entropy(model(x), labels.index_select(0, idx))
+                            opt.zero_grad()
+                            loss.backward()
+                            opt.step()
+                        float_top1s.append(top1(model, evals))
+                    fake_quantise(model).to(memory_format=fmt)
+                    model.eval()  # BN uses (and keeps) its running statistics: folded, as at inference
+                    calib = [data.index_select(0, perm[i * 128:(i + 1) * 128]).contiguous(memory_format=fmt)
+                             for i in range(32)]
+                    start = time.perf_counter()
+                    with torch.no_grad():
+                        for x in calib:
+                            model(x)
+                    model.apply(disable_observer)
+                    top1s.append(top1(model, evals))
+                    values.append(time.perf_counter() - start)
+                else:
+                    fake_quantise(model).to(memory_format=fmt)
+                    model.train()
+                    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+                    def step(i):
+                        idx = perm[i * batch:(i + 1) * batch]
+                        x = data.index_select(0, idx).contiguous(memory_format=fmt)
+                        loss = F.cross_entropy(model(x), labels.index_select(0, idx))
+                        opt.zero_grad()
+                        loss.backward()
+                        opt.step()
+
+                    values.append(throughput(step))
+            result = {"workload": workload, "metric": "ptq_seconds" if workload == "W5" else "train_images_per_s",
+                      "value": statistics.median(values), "device": "cpu", "threads": args.threads,
+                      "repeats": values, "implementation": "pytorch", "memory_format": memory_format}
+            if workload == "W5":
+                result["top1"] = statistics.median(top1s)
+                if args.full:
+                    result["float_top1"] = statistics.median(float_top1s)
+                    result["top1_drop"] = result["float_top1"] - result["top1"]
+            print(json.dumps(result))
+            continue
         if workload in ("W3", "W4"):
             for r in range(args.repeats):
                 torch.manual_seed(r)

@@ -73,6 +73,18 @@ TEST_CASE("razor ptq: every backend keeps the float accuracy within 1.5 points; 
                 test_log) == 0);
     CHECK(metric(read_file(test_log), "qat.accuracy/top1") == Approx(int8).margin(1e-3));
   }
+
+  // 4-bit weights, refined by AdaRound then bias correction: both run and report.
+  const std::string work = dir / "ptq_refined";
+  const std::string log = work + ".log";
+  REQUIRE(run(razor_command("ptq " + kConfigs + "tiny_ptq_resnet8.toml --checkpoint " + ckpt + " --work-dir " + work +
+                            " --cfg-options model.quantizer.global_qconfig.w_qscheme.bit=4 train_cfg.refine_steps=2"
+                            " 'train_cfg.adaround={iters=20}' train_cfg.bias_correction=true"),
+              log) == 0);
+  const std::string text = read_file(log);
+  CHECK(text.find("PTQ: AdaRound over 10 layers on 2 batches") != std::string::npos);
+  CHECK(text.find("PTQ: bias correction of 10 layers on 2 batches") != std::string::npos);
+  CHECK(metric(text, "qat.accuracy/top1") > 30);
 }
 
 TEST_CASE("razor train with QAT and LSQ configs trains the quantised model", "[quant][qat]") {
@@ -120,4 +132,10 @@ TEST_CASE("razor ptq: bad input exits 2 naming the key", "[quant][ptq]") {
   auto [c5, t5] = fails("--cfg-options 'model.input_shapes=[1, 3, 28, 28]'");
   CHECK(c5 == 2);
   CHECK_THAT(t5, Catch::Contains("model.input_shapes"));
+  auto [c6, t6] = fails("--cfg-options train_cfg.adaround=3");
+  CHECK(c6 == 2);
+  CHECK_THAT(t6, Catch::Contains("train_cfg.adaround"));
+  auto [c7, t7] = fails("--cfg-options 'train_cfg.adaround={beta=[1, 5]}'");
+  CHECK(c7 == 2);
+  CHECK_THAT(t7, Catch::Contains("train_cfg.adaround.beta"));
 }
