@@ -1,5 +1,6 @@
 #include "algorithms/quantization/mm_architecture_quant.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
@@ -30,7 +31,102 @@ MMArchitectureQuant::MMArchitectureQuant(std::shared_ptr<Model> architecture, co
                        ": the architecture cannot run on an input of this shape: ", e.what_without_backtrace());
   }
   arch.train(was_training);
+  for (const auto& [node, fq] : plan_->weight_fake_quants) {
+    const auto levels = static_cast<double>(fq->quant_max() - fq->quant_min() + 1);
+    applied_bits_.push_back(static_cast<int64_t>(std::ceil(std::log2(levels))));
+  }
+  weight_bits_ = register_buffer("weight_bits", torch::tensor(applied_bits_, torch::kLong));
   nn::assign_paths(*this);
+}
+
+namespace {
+
+/// Index of `node` among the plan's weight quantisers.
+size_t weight_index(const quant::QuantPlan& plan, int64_t node) {
+  size_t i = 0;
+  for (const auto& item : plan.weight_fake_quants) {
+    if (item.first == node) return i;
+    ++i;
+  }
+  throw config_error("node ", node, " has no weight quantiser");
+}
+
+/// The range of `bit` bits for `fq`, keeping its dtype and whether the range is symmetric.
+std::pair<int64_t, int64_t> range_for(const quant::FakeQuantizer& fq, int64_t bit) {
+  RAZOR_CHECK(bit >= 2 && bit <= 8, "weight bits must be between 2 and 8, got ", bit);
+  return quant::bit_range(fq.dtype(), bit, fq.quant_min() == -fq.quant_max());
+}
+
+}  // namespace
+
+int64_t MMArchitectureQuant::weight_bit(int64_t node) const { return applied_bits_.at(weight_index(*plan_, node)); }
+
+void MMArchitectureQuant::set_weight_bit(int64_t node, int64_t bit) {
+  const size_t i = weight_index(*plan_, node);
+  quant::FakeQuantizer& fq = *plan_->weight_fake_quants.at(node);
+  const auto [lo, hi] = range_for(fq, bit);
+  fq.observer().set_range(lo, hi);
+  {
+    torch::NoGradGuard no_grad;
+    weight_bits_[static_cast<int64_t>(i)].fill_(bit);
+  }
+  applied_bits_[i] = bit;
+  // The weight again through its observer alone: the scale for the new range.
+  auto* op = dynamic_cast<nn::WeightedOp*>(plan_->flow.nodes[static_cast<size_t>(node)].module);
+  RAZOR_ASSERT(op);
+  torch::NoGradGuard no_grad;
+  const bool observing = fq.observer_enabled(), quantising = fq.fake_quant_enabled();
+  fq.reset_statistics();
+  fq.enable_observer(true);
+  fq.enable_fake_quant(true);
+  op->effective_weight();
+  fq.enable_observer(observing);
+  fq.enable_fake_quant(quantising);
+}
+
+double MMArchitectureQuant::weight_bytes() const {
+  double bytes = 0;
+  size_t i = 0;
+  for (const auto& [node, fq] : plan_->weight_fake_quants) {
+    auto* op = dynamic_cast<nn::WeightedOp*>(plan_->flow.nodes[static_cast<size_t>(node)].module);
+    bytes += static_cast<double>(op->weight.numel() * applied_bits_[i++]) / 8.0;
+  }
+  return bytes;
+}
+
+void MMArchitectureQuant::sync_weight_bits() {
+  // Read the buffer only when it changed (in place, e.g. by a checkpoint load, or moved): a
+  // device read on every forward would synchronise.
+  const int64_t version = static_cast<int64_t>(weight_bits_._version());
+  if (weight_bits_.data_ptr() == seen_bits_data_ && version == seen_bits_version_) return;
+  seen_bits_data_ = weight_bits_.data_ptr();
+  seen_bits_version_ = version;
+  const torch::Tensor bits = weight_bits_.to(torch::kCPU);
+  size_t i = 0;
+  for (const auto& [node, fq] : plan_->weight_fake_quants) {
+    const int64_t bit = bits[static_cast<int64_t>(i)].item<int64_t>();
+    if (bit != applied_bits_[i]) {
+      const auto [lo, hi] = range_for(*fq, bit);
+      fq->observer().set_range(lo, hi);  // the loaded scale belongs to this range
+      applied_bits_[i] = bit;
+    }
+    ++i;
+  }
+}
+
+LossMap MMArchitectureQuant::loss(const Batch& batch) {
+  sync_weight_bits();
+  return BaseAlgorithm::loss(batch);
+}
+
+torch::Tensor MMArchitectureQuant::predict(const Batch& batch) {
+  sync_weight_bits();
+  return BaseAlgorithm::predict(batch);
+}
+
+torch::Tensor MMArchitectureQuant::forward_tensor(const torch::Tensor& inputs) {
+  sync_weight_bits();
+  return BaseAlgorithm::forward_tensor(inputs);
 }
 
 void MMArchitectureQuant::freeze_bn(bool on) {

@@ -29,6 +29,20 @@ class MMArchitectureQuant : public BaseAlgorithm {
                       std::vector<int64_t> input_shape);
 
   const quant::QuantPlan& plan() const { return *plan_; }
+
+  /// The bit width of each weight quantiser (mixed precision), in the plan's order: the buffer
+  /// "weight_bits", so a checkpoint carries an assignment and a model built from the config
+  /// takes it on load.
+  int64_t weight_bit(int64_t node) const;
+  /// Sets the weight quantiser of dataflow node `node` to `bit` bits (its dtype and symmetric
+  /// range kept) and observes the weight again, so its scale fits the new range.
+  void set_weight_bit(int64_t node, int64_t bit);
+  /// Bytes of the quantised weights (sum of weights x bits / 8).
+  double weight_bytes() const;
+
+  LossMap loss(const Batch& batch) override;
+  torch::Tensor predict(const Batch& batch) override;
+  torch::Tensor forward_tensor(const torch::Tensor& inputs) override;
   const std::vector<int64_t>& input_shape() const { return input_shape_; }
 
   /// torch's freeze_bn_stats: BatchNorms use (and keep) their running statistics, also in
@@ -41,8 +55,15 @@ class MMArchitectureQuant : public BaseAlgorithm {
   void load_extra_state(const Json& state) override;
 
  private:
+  /// Applies "weight_bits" to the observers' ranges when it changed (a checkpoint load).
+  void sync_weight_bits();
+
   std::shared_ptr<quant::QuantPlan> plan_;
   std::vector<int64_t> input_shape_;
+  torch::Tensor weight_bits_;
+  std::vector<int64_t> applied_bits_;
+  const void* seen_bits_data_ = nullptr;
+  int64_t seen_bits_version_ = -1;
   bool bn_frozen_ = false;
 };
 

@@ -1,12 +1,17 @@
 #include "algorithms/quantization/quant_loops.h"
 
+#include <map>
+#include <optional>
+
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "algorithms/quantization/adaround.h"
 #include "algorithms/quantization/bias_correction.h"
+#include "algorithms/quantization/mixed_precision.h"
 #include "algorithms/quantization/mm_architecture_quant.h"
 #include "components/quant/learnable_fake_quantize.h"
+#include "engine/checkpoint.h"
 #include "engine/data.h"
 #include "engine/dist.h"
 #include "engine/loop.h"
@@ -55,6 +60,9 @@ class PTQLoop : public TrainLoop {
         args.fail("adaround", "must be true, false or a table { iters, batch_size, lr, reg, beta, warmup }");
       }
     }
+    if (args.has("mixed_precision")) {
+      mixed_precision_ = MixedPrecisionOptions::parse(args, "mixed_precision");
+    }
     refine_steps_ = args.get<int64_t>("refine_steps", 8);
     RAZOR_CHECK(refine_steps_ >= 1, args.where("refine_steps"), ": must be >= 1, got ", refine_steps_);
     args.finish();
@@ -78,7 +86,7 @@ class PTQLoop : public TrainLoop {
         if (!batch) break;
         const torch::Tensor inputs = runner_.to_device(*batch).inputs;
         model.forward_tensor(inputs);
-        if ((adaround_ || bias_correction_) && steps < refine_steps_) kept.push_back(inputs);
+        if ((adaround_ || bias_correction_ || mixed_precision_) && steps < refine_steps_) kept.push_back(inputs);
         ++steps;
       }
     }
@@ -89,6 +97,28 @@ class PTQLoop : public TrainLoop {
     }
     quant::enable_observer(model, false);
     spdlog::info("PTQ: calibrated {} quantisers on {} batches", quant::fake_quantizers(model).size(), steps);
+    if (mixed_precision_) {
+      const MixedPrecisionReport r = assign_weight_bits(model, kept, *mixed_precision_);
+      Json layers = Json::array();
+      std::map<int64_t, int64_t> histogram;
+      for (const auto& layer : r.layers) {
+        ++histogram[layer.bits];
+        layers.push_back({{"layer", layer.path}, {"weights", layer.weights}, {"bits", layer.bits},
+                          {"sensitivity", layer.sensitivity}});
+        spdlog::info("PTQ: mixed precision: {} {} bits", layer.path, layer.bits);
+      }
+      std::vector<std::string> counts;
+      for (const auto& [bits, n] : histogram) counts.push_back(std::to_string(n) + " at " + std::to_string(bits));
+      spdlog::info("PTQ: mixed precision on {} batches: {} layers ({}); weights at {:.3f} of their {}-bit size "
+                   "(budget {:.3f}); {:.0f} bytes",
+                   kept.size(), r.layers.size(), join(counts, ", "), r.size_ratio, mixed_precision_->bits.back(),
+                   mixed_precision_->size_ratio, model.weight_bytes());
+      if (runner_.write_files()) {
+        const Json out = {{"bits", mixed_precision_->bits}, {"size_ratio", r.size_ratio},
+                          {"budget", mixed_precision_->size_ratio}, {"layers", layers}};
+        write_file_atomically(runner_.work_dir() + "/mixed_precision.json", out.dump(2) + "\n");
+      }
+    }
     if (adaround_) {
       const AdaRoundReport r = adaround(model, kept, adaround_options_);
       spdlog::info("PTQ: AdaRound over {} layers on {} batches: {} of {} weights rounded away from nearest; output "
@@ -121,6 +151,7 @@ class PTQLoop : public TrainLoop {
   bool bias_correction_ = false;
   bool adaround_ = false;
   AdaRoundOptions adaround_options_;
+  std::optional<MixedPrecisionOptions> mixed_precision_;
   int64_t refine_steps_ = 8;
 };
 

@@ -3,7 +3,8 @@
 //   PTQLoop            calibrate the observers on `calibrate_steps` batches of
 //                      `calibrate_dataloader` (model in eval mode, observers and fake quant
 //                      on), freeze them, optionally refine on the first `refine_steps`
-//                      (8) batches: `adaround = true | { iters, ... }` (adaround.h), then
+//                      (8) batches: `mixed_precision = { bits, size_ratio }`
+//                      (mixed_precision.h), `adaround = true | { iters, ... }` (adaround.h), then
 //                      `bias_correction = true` (bias_correction.h); save `model_ptq.pth`,
 //                      validate;
 //   QATEpochBasedLoop  EpochBasedTrainLoop whose observers stop at epoch

@@ -90,6 +90,10 @@ torch::Tensor Observer::channels_first(const torch::Tensor& x) const {
   return x.permute(order).flatten(1);
 }
 
+void Observer::set_range(int64_t quant_min, int64_t quant_max) {
+  range_ = calculate_qmin_qmax(quant_min, quant_max, dtype_, /*reduce_range=*/false, type_name_);
+}
+
 void Observer::pretty_print(std::ostream& stream) const {
   stream << type_name_ << "(dtype=" << to_string(dtype_) << ", qscheme=" << to_string(qscheme_)
          << ", quant_min=" << range_.quant_min << ", quant_max=" << range_.quant_max;

@@ -87,6 +87,9 @@ class Observer : public nn::Module {
   int64_t num_channels() const { return num_channels_; }
   bool reduce_range() const { return reduce_range_; }
   const QuantRange& range() const { return range_; }
+  /// A new integer range (mixed precision changes a weight's bits); validated as at
+  /// construction. The statistics stay: calculate_qparams() uses the new range.
+  void set_range(int64_t quant_min, int64_t quant_max);
   int64_t quant_min() const { return range_.quant_min; }
   int64_t quant_max() const { return range_.quant_max; }
   const torch::Tensor& eps() const { return eps_; }

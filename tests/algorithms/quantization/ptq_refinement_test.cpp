@@ -9,7 +9,9 @@
 #include "algorithms/quantization/adaround.h"
 #include "algorithms/quantization/bias_correction.h"
 #include "algorithms/quantization/layer_data.h"
+#include "algorithms/quantization/mixed_precision.h"
 #include "algorithms/quantization/mm_architecture_quant.h"
+#include "engine/checkpoint.h"
 #include "components/architectures/image_classifier.h"
 #include "components/nn/batch_norm.h"
 #include "components/quant/quant.h"
@@ -28,7 +30,7 @@ struct Quantised {
 
 /// A random ResNet-8 (BN statistics randomised) with OpenVINO placement and 4-bit weights,
 /// calibrated on random batches, observers then off.
-Quantised quantised_resnet8(uint64_t seed) {
+Quantised quantised_resnet8(uint64_t seed, int64_t weight_bits = 4) {
   torch::manual_seed(seed);
   quant::register_quant();
   auto architecture = std::dynamic_pointer_cast<Model>(
@@ -44,7 +46,7 @@ Quantised quantised_resnet8(uint64_t seed) {
     }
   }
   Json qconfig = shipped_qconfig();
-  qconfig["w_qscheme"]["bit"] = 4;
+  qconfig["w_qscheme"]["bit"] = weight_bits;
   Json table = {{"type", "OpenVINOQuantizer"}, {"global_qconfig", qconfig}};
   Args args = Args::of(table, "model.quantizer");
   Quantised q;
@@ -135,4 +137,71 @@ TEST_CASE("AdaRound options are checked", "[quant][ptq][adaround]") {
   CHECK(error_of([&] { parse({{"beta", {2, 10}}}); }).find("train_cfg.adaround.beta") != std::string::npos);
   CHECK(error_of([&] { parse({{"iters", 0}}); }).find("train_cfg.adaround.iters") != std::string::npos);
   CHECK(error_of([&] { parse({{"itters", 5}}); }).find("iters") != std::string::npos);
+}
+
+TEST_CASE("Mixed precision fits the size budget, lowering the cheapest layers first; checkpoints carry it",
+          "[quant][ptq][mixed_precision]") {
+  Quantised q = quantised_resnet8(2, 8);
+  MMArchitectureQuant& model = *q.model;
+  MixedPrecisionOptions options;
+  options.bits = {4, 8};
+  options.size_ratio = 0.75;
+  const MixedPrecisionReport report = assign_weight_bits(model, q.batches, options);
+  REQUIRE(report.layers.size() == model.plan().weight_fake_quants.size());
+
+  double full = 0, size = 0, largest = 0;
+  double lowered_max_cost = 0, kept_min_cost = 1e30;
+  for (const auto& layer : report.layers) {
+    INFO(layer.path);
+    REQUIRE(layer.sensitivity.size() == 2);
+    CHECK(layer.sensitivity[0] > 0);  // 4 bits move the outputs
+    CHECK(layer.sensitivity[1] == 0);
+    CHECK((layer.bits == 4 || layer.bits == 8));
+    full += layer.weights * 8.0;
+    size += static_cast<double>(layer.weights * layer.bits);
+    largest = std::max(largest, layer.weights * 4.0);
+    const double cost = layer.sensitivity[0] / (layer.weights * 4.0);
+    if (layer.bits == 4) lowered_max_cost = std::max(lowered_max_cost, cost);
+    if (layer.bits == 8) kept_min_cost = std::min(kept_min_cost, cost);
+  }
+  CHECK(report.size_ratio == Approx(size / full));
+  CHECK(report.size_ratio <= 0.75);
+  CHECK(report.size_ratio > 0.75 - largest / full);  // it stops as soon as the budget fits
+  CHECK(lowered_max_cost <= kept_min_cost);          // the greedy order: cheapest per byte first
+  CHECK(model.weight_bytes() == Approx(size / 8));
+
+  // The ranges follow the bits, and a fresh model of the same config takes them from the
+  // state dict.
+  size_t i = 0;
+  for (const auto& [node, fq] : model.plan().weight_fake_quants) {
+    const int64_t bits = report.layers[i++].bits;
+    CHECK(model.weight_bit(node) == bits);
+    CHECK(fq->quant_max() == (bits == 4 ? 7 : 127));
+  }
+  torch::Tensor expected;
+  {
+    torch::NoGradGuard no_grad;
+    expected = model.forward_tensor(q.batches[0]);
+  }
+  Quantised fresh = quantised_resnet8(3, 8);
+  load_state_dict(*fresh.model, state_dict(model), /*strict=*/true, "test");
+  torch::NoGradGuard no_grad;
+  const auto got = fresh.model->forward_tensor(q.batches[0]);
+  CHECK(torch::allclose(got, expected, 1e-5, 1e-5));
+  i = 0;
+  for (const auto& [node, fq] : fresh.model->plan().weight_fake_quants) {
+    CHECK(fq->quant_max() == (report.layers[i++].bits == 4 ? 7 : 127));
+  }
+}
+
+TEST_CASE("Mixed precision options are checked", "[quant][ptq][mixed_precision]") {
+  const auto parse = [](const Json& table) {
+    Json root = {{"mixed_precision", table}};
+    Args args = Args::of(root, "train_cfg");
+    return MixedPrecisionOptions::parse(args, "mixed_precision");
+  };
+  CHECK(parse({{"bits", {8, 4, 6}}}).bits == std::vector<int64_t>{4, 6, 8});
+  CHECK(error_of([&] { parse({{"bits", {8}}}); }).find("train_cfg.mixed_precision.bits") != std::string::npos);
+  CHECK(error_of([&] { parse({{"bits", {1, 8}}}); }).find("between 2 and 8") != std::string::npos);
+  CHECK(error_of([&] { parse({{"size_ratio", 0.3}}); }).find("train_cfg.mixed_precision.size_ratio") != std::string::npos);
 }
