@@ -252,6 +252,7 @@ OnnxExportResult export_onnx(std::shared_ptr<Config> config, const std::string& 
   switches.observers_off();
 
   auto* quantised = dynamic_cast<MMArchitectureQuant*>(&model);
+  if (quantised) quantised->sync_weight_bits();  // the checkpoint's bit widths, before the writer reads scales
   const deploy::OnnxForm form = requested.value_or(quantised ? deploy::OnnxForm::QDQ : deploy::OnnxForm::Float);
   RAZOR_CHECK(form == deploy::OnnxForm::Float || quantised, "--form ", deploy::onnx_form_name(form), ": ",
               config->file, " is not a quantised model (model.type = \"MMArchitectureQuant\"); export it as float");

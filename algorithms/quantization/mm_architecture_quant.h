@@ -39,6 +39,9 @@ class MMArchitectureQuant : public BaseAlgorithm {
   void set_weight_bit(int64_t node, int64_t bit);
   /// Bytes of the quantised weights (sum of weights x bits / 8).
   double weight_bytes() const;
+  /// Applies "weight_bits" to the observers' ranges when it changed (a checkpoint load). Every
+  /// forward calls it; code that reads the quantisers without a forward (export) calls it first.
+  void sync_weight_bits();
 
   LossMap loss(const Batch& batch) override;
   torch::Tensor predict(const Batch& batch) override;
@@ -55,9 +58,6 @@ class MMArchitectureQuant : public BaseAlgorithm {
   void load_extra_state(const Json& state) override;
 
  private:
-  /// Applies "weight_bits" to the observers' ranges when it changed (a checkpoint load).
-  void sync_weight_bits();
-
   std::shared_ptr<quant::QuantPlan> plan_;
   std::vector<int64_t> input_shape_;
   torch::Tensor weight_bits_;

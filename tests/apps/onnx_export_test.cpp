@@ -86,4 +86,16 @@ TEST_CASE("razor export --format onnx --verify: float and quantised files comput
       CHECK(fs::file_size(fq) > 0);
     }
   }
+
+  // Mixed precision: the checkpoint's bit widths reach the exported scales and integers.
+  const std::string work = dir / "ptq_mixed";
+  const std::string ptq_config = kConfigs + "tiny_ptq_resnet8.toml";
+  REQUIRE(run(razor_command("ptq " + ptq_config + " --checkpoint " + ckpt + " --work-dir " + work +
+                            " --cfg-options train_cfg.refine_steps=2 'train_cfg.mixed_precision={bits=[4, 8], size_ratio=0.7}'"),
+              work + ".log") == 0);
+  CHECK(read_file(work + ".log").find("PTQ: mixed precision on 2 batches") != std::string::npos);
+  REQUIRE(run(razor_command("export " + ptq_config + " " + work + "/model_ptq.pth --format onnx --out " + work +
+                            ".onnx --verify --verify-images 128"),
+              work + "_export.log") == 0);
+  CHECK(read_file(work + "_export.log").find("Verified") != std::string::npos);
 }
