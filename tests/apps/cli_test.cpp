@@ -112,7 +112,7 @@ TEST_CASE("CLI: a missing data file exits 2 naming the path and the package", "[
   CHECK_THAT(result.err, Catch::Contains("/nonexistent/fmnist") && Catch::Contains("dataset-fashion-mnist"));
 }
 
-TEST_CASE("CLI: config print resolves overrides; usage errors exit 2; --version exits 0", "[cli]") {
+TEST_CASE("CLI: config print resolves overrides, usage errors exit 2, --version exits 0", "[cli]") {
   auto path = write_config("valid.toml", kValid);
   auto result = run({"config", "print", path.string(), "--cfg-options", "model.backbone.depth=20"});
   CHECK(result.code == 0);

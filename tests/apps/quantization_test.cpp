@@ -45,7 +45,7 @@ const std::string& float_checkpoint(double* float_top1) {
 
 }  // namespace
 
-TEST_CASE("razor ptq: every backend keeps the float accuracy within 1.5 points; the checkpoint tests the same", "[quant][ptq]") {
+TEST_CASE("razor ptq: every backend keeps the float accuracy within 1.5 points, the checkpoint tests the same", "[quant][ptq]") {
   TempDir dir;
   double float_top1 = 0;
   const std::string ckpt = float_checkpoint(&float_top1);

@@ -126,7 +126,7 @@ TEST_CASE("The loader gives the same batches with 0, 1 or 2 workers", "[datasets
   CHECK_FALSE(torch::equal(epoch0[0].indices, epoch1[0].indices));
 }
 
-TEST_CASE("start(skip) resumes mid-epoch; drop_last drops the short batch", "[datasets]") {
+TEST_CASE("start(skip) resumes mid-epoch, drop_last drops the short batch", "[datasets]") {
   auto dataset = augmented_synthetic(30);
   ThreadedDataLoader loader(dataset, loader_options(2));
   loader.set_epoch(2);
@@ -171,7 +171,7 @@ TEST_CASE("Ranks read disjoint shards of equal length", "[datasets]") {
   CHECK(seen.size() == 30);
 }
 
-TEST_CASE("Abandoned epochs and destruction stop the workers; errors arrive in order",
+TEST_CASE("Abandoned epochs and destruction stop the workers, errors arrive in order",
           "[datasets]") {
   auto dataset = augmented_synthetic(200);
   {

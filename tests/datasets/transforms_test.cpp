@@ -69,7 +69,7 @@ TEST_CASE("Normalize equals (x / 255 - mean) / std", "[datasets]") {
                     Catch::Contains("std must be > 0"));
 }
 
-TEST_CASE("RandomFlip with prob 1 equals torch::flip; prob 0 is the identity", "[datasets]") {
+TEST_CASE("RandomFlip with prob 1 equals torch::flip, prob 0 is the identity", "[datasets]") {
   std::mt19937_64 rng(3);
   const cv::Mat source = ramp(6, 9, 3);
   cv::Mat image = source;

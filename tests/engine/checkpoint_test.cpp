@@ -272,7 +272,7 @@ TEST_CASE("write_file_atomically reports a full disk and keeps the previous file
   }
 }
 
-TEST_CASE("RNG states hold one entry per CUDA device; missing devices are ignored with one warning",
+TEST_CASE("RNG states hold one entry per CUDA device, missing devices are ignored with one warning",
           "[checkpoint]") {
   const int64_t devices = static_cast<int64_t>(torch::cuda::device_count());
   torch::manual_seed(11);

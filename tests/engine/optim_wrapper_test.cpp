@@ -100,7 +100,7 @@ TEST_CASE("Gradient clipping by norm bounds the step", "[optim]") {
   CHECK((net->fc->weight - w0).norm().item<double>() == Approx(1.0).epsilon(1e-4));
 }
 
-TEST_CASE("Adam and AdamW build; unknown optimizer suggests the nearest", "[optim]") {
+TEST_CASE("Adam and AdamW build, unknown optimizer suggests the nearest", "[optim]") {
   auto net = std::make_shared<Net>();
   for (const char* type : {"Adam", "AdamW"}) {
     Json table = {{"optimizer", {{"type", type}, {"lr", 1e-3}, {"betas", {0.8, 0.99}}}}};

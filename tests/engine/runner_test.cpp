@@ -157,7 +157,7 @@ TEST_CASE("A run stopped after epoch 1 and resumed gives the same epoch-2 losses
   CHECK(compared == 8);  // 128 samples / batch 16
 }
 
-TEST_CASE("Checkpoint hook keeps the last N and the best; last_checkpoint points to the latest",
+TEST_CASE("Checkpoint hook keeps the last N and the best, last_checkpoint points to the latest",
           "[runner]") {
   auto dir = temp_dir("ckpt_hook");
   RunnerOptions options;
@@ -223,7 +223,7 @@ TEST_CASE("A diverging loss stops the run with a message naming the iteration", 
   }
 }
 
-TEST_CASE("load_from loads weights only; razor test reproduces validation accuracy", "[runner]") {
+TEST_CASE("load_from loads weights only, razor test reproduces validation accuracy", "[runner]") {
   auto dir = temp_dir("load_from");
   RunnerOptions options;
   options.work_dir = dir.string();

@@ -60,7 +60,7 @@ std::shared_ptr<SingleTeacherDistill> build(const Json& table) {
 
 }  // namespace
 
-TEST_CASE("SingleTeacherDistill: student and distill losses; gradients reach the student only", "[distill]") {
+TEST_CASE("SingleTeacherDistill: student and distill losses, gradients reach the student only", "[distill]") {
   torch::manual_seed(0);
   auto algorithm = build(distill_config());
   algorithm->train();
@@ -135,7 +135,7 @@ TEST_CASE("A teacher checkpoint that does not fit the teacher lists the mismatch
   }
 }
 
-TEST_CASE("A connector adapts the student's record before the loss; unknown connectors are named", "[distill]") {
+TEST_CASE("A connector adapts the student's record before the loss, unknown connectors are named", "[distill]") {
   torch::manual_seed(0);
   Json table = distill_config();
   table["distiller"]["connectors"] = {
@@ -222,7 +222,7 @@ struct LossModuleCalls {
 
 }  // namespace
 
-TEST_CASE("The teacher runs forward_tensor without autograd; KD losses are those of its loss pass",
+TEST_CASE("The teacher runs forward_tensor without autograd, KD losses are those of its loss pass",
           "[distill]") {
   // The same weights twice; the second one records the teacher's loss inputs, which only its
   // loss pass computes.

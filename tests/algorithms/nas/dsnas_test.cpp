@@ -387,7 +387,7 @@ TEST_CASE(
   load_state_dict(*fresh.dsnas, state_dict(*s.dsnas), /*strict=*/true, "test");
 }
 
-TEST_CASE("DSNAS builds from the Fashion-MNIST config; bad tables are clear errors", "[dsnas]") {
+TEST_CASE("DSNAS builds from the Fashion-MNIST config, bad tables are clear errors", "[dsnas]") {
   auto model = build_model(kFmnistConfig, 5);
   auto dsnas = std::dynamic_pointer_cast<DSNAS>(model);
   REQUIRE(dsnas);

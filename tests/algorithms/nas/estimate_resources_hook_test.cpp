@@ -84,7 +84,7 @@ TEST_CASE("EstimateResourcesHook counts the max or min subnet and restores the s
   fs::remove_all(dir);
 }
 
-TEST_CASE("EstimateResourcesHook on a plain model counts the whole model; bad keys fail",
+TEST_CASE("EstimateResourcesHook on a plain model counts the whole model, bad keys fail",
           "[nas][hooks]") {
   register_all();
   auto config = std::make_shared<Config>(

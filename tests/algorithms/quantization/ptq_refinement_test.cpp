@@ -139,7 +139,7 @@ TEST_CASE("AdaRound options are checked", "[quant][ptq][adaround]") {
   CHECK(error_of([&] { parse({{"itters", 5}}); }).find("iters") != std::string::npos);
 }
 
-TEST_CASE("Mixed precision fits the size budget, lowering the cheapest layers first; checkpoints carry it",
+TEST_CASE("Mixed precision fits the size budget, lowering the cheapest layers first, checkpoints carry it",
           "[quant][ptq][mixed_precision]") {
   Quantised q = quantised_resnet8(2, 8);
   MMArchitectureQuant& model = *q.model;

@@ -37,7 +37,7 @@ TEST_CASE("register_architectures registers every architecture type once", "[arc
   }
 }
 
-TEST_CASE("ImageClassifier loss is the head's cross entropy; predict is softmax",
+TEST_CASE("ImageClassifier loss is the head's cross entropy, predict is softmax",
           "[architectures]") {
   torch::manual_seed(0);
   auto model = toy_classifier(0.1);
@@ -78,7 +78,7 @@ TEST_CASE("A recorder-style hook on head.loss_module sees logits and targets", "
   CHECK(torch::equal(logits, fc_out));
 }
 
-TEST_CASE("The head's loss defaults to cross entropy; no neck is allowed", "[architectures]") {
+TEST_CASE("The head's loss defaults to cross entropy, no neck is allowed", "[architectures]") {
   Json table = {
       {"type", "ImageClassifier"},
       {"backbone",

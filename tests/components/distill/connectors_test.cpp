@@ -91,7 +91,7 @@ TEST_CASE("OFDTeacherConnector clips at the margins and passes no gradient", "[c
   CHECK(param(*c, "margin").equal(margin));  // a buffer: saved in checkpoints
 }
 
-TEST_CASE("Paraphraser reconstructs in pretrain and encodes without gradients in train; Translator encodes",
+TEST_CASE("Paraphraser reconstructs in pretrain and encodes without gradients in train, Translator encodes",
           "[connectors]") {
   torch::manual_seed(2);
   auto c = build({{"type", "Paraphraser"}, {"in_channel", 4}, {"out_channel", 2}, {"phase", "pretrain"}});
@@ -163,7 +163,7 @@ TEST_CASE("MGDConnector aligns, masks with probability lambda and regenerates", 
   CHECK(kept == Approx(0.35).margin(0.02));
 }
 
-TEST_CASE("A list of connectors chains; config errors name the key", "[connectors]") {
+TEST_CASE("A list of connectors chains, config errors name the key", "[connectors]") {
   torch::manual_seed(4);
   auto chain = build(Json::array({{{"type", "ConvModuleConnector"}, {"in_channel", 3}, {"out_channel", 4}},
                                   {{"type", "TorchFunctionalConnector"}, {"function_name", "adaptive_avg_pool2d"},

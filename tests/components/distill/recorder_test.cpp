@@ -52,7 +52,7 @@ TEST_CASE("A module called several times is recorded once per call", "[recorders
   CHECK_THROWS_WITH(relu.get(2), Catch::Contains("record_idx 2 is out of range"));
 }
 
-TEST_CASE("ModuleInputs records the input list; data_idx picks an element", "[recorders]") {
+TEST_CASE("ModuleInputs records the input list, data_idx picks an element", "[recorders]") {
   auto model = resnet8();
   Json table = {{"labels", {{"type", "ModuleInputs"}, {"source", "head.loss_module"}}},
                 {"logits", {{"type", "ModuleOutputs"}, {"source", "head.fc"}}}};

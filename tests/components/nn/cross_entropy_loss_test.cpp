@@ -62,7 +62,7 @@ TEST_CASE("CrossEntropyLoss with label smoothing and a weight equals a hand comp
                     Catch::Contains("reduction"));
 }
 
-TEST_CASE("CrossEntropyLoss hooks see logits and target; config keys build it", "[nn]") {
+TEST_CASE("CrossEntropyLoss hooks see logits and target, config keys build it", "[nn]") {
   register_architectures();
   Json table = {{"type", "CrossEntropyLoss"}, {"label_smooth_val", 0.2}, {"loss_weight", 0.5}};
   Args args = Args::of(table, "model.head.loss");

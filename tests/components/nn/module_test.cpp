@@ -60,7 +60,7 @@ TEST_CASE("A pre hook can replace the input and a post hook the output", "[nn]")
   CHECK(torch::equal(relu(x), torch::relu(x)));
 }
 
-TEST_CASE("Hooks of multi-input ops see the list; a removed module's handle is harmless", "[nn]") {
+TEST_CASE("Hooks of multi-input ops see the list, a removed module's handle is harmless", "[nn]") {
   auto a = torch::randn({3}), b = torch::randn({3});
   nn::HookHandle handle;
   {

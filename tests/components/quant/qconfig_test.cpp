@@ -104,7 +104,7 @@ TEST_CASE("QConfig derives ranges as MMRazor's QSchemeHandler", "[quant]") {
   CHECK_FALSE(QConfig::parse(table).a_qscheme().is_per_channel);
 }
 
-TEST_CASE("QConfig builds LSQ quantisers; qscheme extras go to whoever takes them", "[quant]") {
+TEST_CASE("QConfig builds LSQ quantisers, qscheme extras go to whoever takes them", "[quant]") {
   Json table = Json::parse(R"({
     "w_observer": {"type": "LSQPerChannelObserver"},
     "a_observer": {"type": "LSQObserver"},

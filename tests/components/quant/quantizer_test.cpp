@@ -89,7 +89,7 @@ TEST_CASE("Native placement on ResNet-20: one quantiser per conv-BN-ReLU chain, 
   CHECK(keys.count("backbone.conv1.input_fake_quant.zero_point"));
 }
 
-TEST_CASE("OpenVINO placement drops the logits' quantiser; TensorRT quantises conv and linear inputs only", "[quant][quantizer]") {
+TEST_CASE("OpenVINO placement drops the logits' quantiser, TensorRT quantises conv and linear inputs only", "[quant][quantizer]") {
   register_quant();
   {
     auto model = resnet20();
@@ -240,7 +240,7 @@ TEST_CASE("A quantised forward equals the same computation written with ATen's f
   CHECK(torch::allclose(net(x), float_out, 1e-5, 1e-5));
 }
 
-TEST_CASE("ignored_scopes and target_scopes choose the quantised ops; a scope naming nothing is an error", "[quant][quantizer]") {
+TEST_CASE("ignored_scopes and target_scopes choose the quantised ops, a scope naming nothing is an error", "[quant][quantizer]") {
   register_quant();
   {
     auto model = resnet20();
