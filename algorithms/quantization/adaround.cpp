@@ -106,14 +106,14 @@ AdaRoundReport adaround(MMArchitectureQuant& model, const std::vector<torch::Ten
     torch::Tensor target;
     {
       torch::NoGradGuard no_grad;
-      target = apply_weighted_op(*op, x_float, weight, {});
+      target = op->apply(x_float, weight, {});
     }
     torch::optim::Adam optimizer({v}, torch::optim::AdamOptions(options.lr));
     const int64_t n = x_quant.size(0);
     const int64_t warmup = static_cast<int64_t>(options.warmup * static_cast<double>(options.iters));
     const auto output_error = [&](const torch::Tensor& w) {
       torch::NoGradGuard no_grad;
-      const torch::Tensor diff = apply_weighted_op(*op, x_quant, w, {}) - target;
+      const torch::Tensor diff = op->apply(x_quant, w, {}) - target;
       return diff.pow(2).reshape({diff.size(0), -1}).sum(1).mean().item<double>();
     };
     const torch::Tensor nearest = torch::clamp(torch::round(scaled) + zero_point, qmin, qmax);
@@ -121,7 +121,7 @@ AdaRoundReport adaround(MMArchitectureQuant& model, const std::vector<torch::Ten
     for (int64_t it = 0; it < options.iters; ++it) {
       const torch::Tensor idx = torch::randint(n, {std::min(options.batch_size, n)}, generator, torch::kLong);
       const torch::Tensor h = rectified_sigmoid(v);
-      const torch::Tensor out = apply_weighted_op(*op, x_quant.index_select(0, idx), soft_weight(h), {});
+      const torch::Tensor out = op->apply(x_quant.index_select(0, idx), soft_weight(h), {});
       const torch::Tensor diff = out - target.index_select(0, idx);
       torch::Tensor loss = diff.pow(2).reshape({diff.size(0), -1}).sum(1).mean();
       if (it >= warmup && options.reg > 0) {
@@ -144,7 +144,7 @@ AdaRoundReport adaround(MMArchitectureQuant& model, const std::vector<torch::Ten
     report.flipped += (ints != nearest).sum().item<int64_t>();
     report.weights += ints.numel();
     torch::Tensor grid = scale * (ints - zero_point);
-    if (const torch::Tensor f = fold_factor(*op); f.defined()) grid = grid / per_channel(f, dim);
+    if (const torch::Tensor f = folded_bn_factor(*op); f.defined()) grid = grid / per_channel(f, dim);
     op->weight.copy_(grid);
     // The op's own quantiser (scales frozen) must land on the chosen integers.
     fq.disable_observer();

@@ -3,8 +3,6 @@
 #include <torch/torch.h>
 
 #include "components/nn/batch_norm.h"
-#include "components/nn/conv.h"
-#include "components/nn/linear.h"
 #include "engine/error.h"
 
 namespace razor {
@@ -63,28 +61,16 @@ torch::Tensor output_channel_means(MMArchitectureQuant& model, nn::Module& op,
   return (sum / static_cast<double>(count)).to(torch::kFloat);
 }
 
-torch::Tensor apply_weighted_op(const nn::WeightedOp& op, const torch::Tensor& input, const torch::Tensor& weight,
-                                const torch::Tensor& bias) {
-  if (const auto* conv = dynamic_cast<const nn::Conv2d*>(&op)) {
-    const auto& o = conv->options();
-    return torch::conv2d(input, weight, bias, o.stride, o.padding, o.dilation, o.groups);
-  }
-  RAZOR_CHECK(dynamic_cast<const nn::Linear*>(&op), op.path(), ": not a Conv2d or Linear");
-  return torch::linear(input, weight, bias);
-}
-
-torch::Tensor fold_factor(const nn::WeightedOp& op) {
+torch::Tensor folded_bn_factor(const nn::WeightedOp& op) {
   const nn::BatchNorm2d* bn = op.folded_bn();
-  if (!bn) return {};
-  // The same expression as WeightedOp::effective_weight, so the quantiser sees the same values.
-  return (bn->weight / torch::sqrt(bn->running_var + bn->eps())).detach();
+  return bn ? nn::fold_factor(*bn).detach() : torch::Tensor();
 }
 
 torch::Tensor folded_weight(const nn::WeightedOp& op) {
   torch::Tensor w = op.weight.detach();
   std::vector<int64_t> shape(static_cast<size_t>(w.dim()), 1);
   shape[0] = -1;
-  if (const torch::Tensor f = fold_factor(op); f.defined()) w = w * f.reshape(shape);
+  if (const torch::Tensor f = folded_bn_factor(op); f.defined()) w = w * f.reshape(shape);
   if (op.out_channel_mask().defined()) w = w * op.out_channel_mask().to(w.dtype()).reshape(shape);
   return w;
 }

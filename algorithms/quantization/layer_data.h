@@ -20,16 +20,12 @@ torch::Tensor capture_inputs(MMArchitectureQuant& model, nn::Module& op, const s
 torch::Tensor output_channel_means(MMArchitectureQuant& model, nn::Module& op,
                                    const std::vector<torch::Tensor>& batches, Precision precision);
 
-/// The weighted op itself on a given weight and bias (bias may be undefined): conv2d with the
-/// op's options, or linear.
-torch::Tensor apply_weighted_op(const nn::WeightedOp& op, const torch::Tensor& input, const torch::Tensor& weight,
-                                const torch::Tensor& bias);
-
 /// The weight the op's weight quantiser sees: BatchNorm folded (as simulated) and the channel
 /// mask applied, before fake quantisation.
 torch::Tensor folded_weight(const nn::WeightedOp& op);
 
-/// The per-output-channel factor the folded BatchNorm scales the weight by (undefined: none).
-torch::Tensor fold_factor(const nn::WeightedOp& op);
+/// The per-output-channel factor the op's folded BatchNorm scales the weight by (undefined:
+/// none), detached.
+torch::Tensor folded_bn_factor(const nn::WeightedOp& op);
 
 }  // namespace razor

@@ -49,8 +49,7 @@ void WeightedOp::set_weight_fake_quant(std::shared_ptr<Module> fake_quant) {
 EffectiveWeight WeightedOp::effective_weight() {
   EffectiveWeight e{weight, bias, {}, {}};
   if (folded_bn_) {
-    const BatchNorm2d& bn = *folded_bn_;
-    const torch::Tensor factor = bn.weight / torch::sqrt(bn.running_var + bn.eps());
+    const torch::Tensor factor = fold_factor(*folded_bn_);
     e.weight = weight * per_channel(factor, weight.dim(), /*leading=*/true);
     e.output_divisor = factor;
     e.output_bias = bias;  // added after the division, as torch's ConvBn2d
@@ -77,14 +76,16 @@ torch::Tensor WeightedOp::forward(const torch::Tensor& input) {
   return out;
 }
 
+torch::Tensor fold_factor(const BatchNorm2d& bn) {
+  const torch::Tensor sigma = torch::sqrt(bn.running_var + bn.eps());
+  return bn.affine() ? bn.weight / sigma : 1.0 / sigma;
+}
+
 std::pair<torch::Tensor, torch::Tensor> fold_bn_into(const torch::Tensor& weight, const torch::Tensor& bias,
                                                      const BatchNorm2d* bn) {
   torch::Tensor b = bias.defined() ? bias : torch::zeros({weight.size(0)}, weight.options());
   if (!bn) return {weight, b};
-  // The factor exactly as effective_weight() computes it, so that a weight quantiser sees the
-  // same folded weight in the model and in an export.
-  const torch::Tensor sigma = torch::sqrt(bn->running_var + bn->eps());
-  const torch::Tensor factor = bn->affine() ? bn->weight / sigma : 1.0 / sigma;
+  const torch::Tensor factor = fold_factor(*bn);
   const torch::Tensor shift = bn->affine() ? bn->bias : torch::zeros_like(factor);
   return {weight * per_channel(factor, weight.dim(), /*leading=*/true), (b - bn->running_mean) * factor + shift};
 }

@@ -51,10 +51,12 @@ class WeightedOp : public Module {
   /// The weight and bias after the steps above.
   EffectiveWeight effective_weight();
 
- protected:
-  /// The op itself on an effective weight and bias.
+  /// The op itself on a given weight and bias (bias may be undefined): what forward runs on
+  /// the effective weight, and what layer-wise PTQ (AdaRound) runs on candidate weights.
   virtual torch::Tensor apply(const torch::Tensor& input, const torch::Tensor& weight,
                               const torch::Tensor& bias) const = 0;
+
+ protected:
   torch::Tensor forward(const torch::Tensor& input) final;
 
  private:
@@ -62,6 +64,11 @@ class WeightedOp : public Module {
   torch::Tensor out_channel_mask_;
   std::shared_ptr<Module> weight_fake_quant_;
 };
+
+/// gamma / sqrt(running_var + eps) (1 / sigma without affine): the per-channel factor a folded
+/// BatchNorm scales the weight by. One expression for the simulated fold, the fold for good
+/// and the PTQ refinements, so a weight quantiser sees the same folded weight everywhere.
+torch::Tensor fold_factor(const BatchNorm2d& bn);
 
 /// The weight and bias of `op` with the BatchNorm `bn` (eval mode: running statistics)
 /// folded in for good: w * gamma / sigma and (b - mean) * gamma / sigma + beta. What export

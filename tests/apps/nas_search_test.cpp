@@ -280,7 +280,7 @@ std::vector<Json> stage_of(const std::vector<Json>& entries, const std::string& 
 
 TEST_CASE(
     "search with predictor_cfg: train_samples subnets and the best one are evaluated for real, "
-    "the rest predicted; a kill -9 resumes exactly",
+    "the rest predicted, a kill -9 resumes exactly",
     "[nas][e2e][predictor]") {
   TempDir full, killed;
   const std::string out = expect(predictor_search(full.path()), 0, full / "search.log");
