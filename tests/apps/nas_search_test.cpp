@@ -444,7 +444,8 @@ TEST_CASE("search with predictor_cfg: bad input is a clear config error naming t
 
 // Each iteration's subnet changes the set of unused parameters, which c10d's Reducer reports
 // to its logger (a missing one crashed the second iteration): two ranks train, and train the
-// subnets one process trains.
+// subnets one process trains (the weights agree to 1e-5 in float64:
+// tests/dist/multi_process_test.cpp).
 TEST_CASE("SPOS trains on two ranks with the subnet sequence of one process", "[nas][e2e][dist]") {
   TempDir dir;
   const std::string train =
