@@ -33,7 +33,9 @@ BiasCorrectionReport correct_biases(MMArchitectureQuant& model, const std::vecto
     const torch::Tensor shift = target - got;
     torch::NoGradGuard no_grad;
     if (bn) {
-      bn->running_mean.sub_(shift.to(bn->running_mean.options()));
+      // The op's output in eval mode is the BN's (the fold is for good there): a shift of the
+      // running mean moves it by -shift * gamma / sigma.
+      bn->running_mean.sub_((shift / nn::fold_factor(*bn)).to(bn->running_mean.options()));
     } else {
       op->bias.add_(shift.to(op->bias.options()));
     }

@@ -26,6 +26,11 @@ class BatchNorm2d : public Module, public CrossRankNorm {
   void pretty_print(std::ostream& stream) const override;
   void set_sync_across_ranks(bool on) override { sync_across_ranks_ = on; }
   bool sync_across_ranks() const { return sync_across_ranks_; }
+  /// Set by the op this BN is folded into (WeightedOp::fold_bn). In eval mode the op then
+  /// computes conv -> BN as one op with the folded weight and bias, and the BN passes its
+  /// input through; training mode is unchanged (the op divides the fold out again).
+  void set_folded(bool on) { folded_ = on; }
+  bool folded() const { return folded_; }
 
   torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
@@ -37,6 +42,7 @@ class BatchNorm2d : public Module, public CrossRankNorm {
   double eps_, momentum_;
   bool affine_;
   bool sync_across_ranks_ = false;
+  bool folded_ = false;
 };
 
 /// Training-mode batch normalisation with the statistics of every rank's batch (world size 1:

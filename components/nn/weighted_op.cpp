@@ -15,6 +15,12 @@ torch::Tensor per_channel(const torch::Tensor& v, int64_t dim, bool leading) {
   shape[leading ? 0 : (dim > 1 ? 1 : 0)] = -1;
   return v.reshape(shape);
 }
+
+/// (b - mean) * factor + beta: the bias of an op with `bn` folded in for good.
+torch::Tensor folded_bias(const torch::Tensor& bias, const BatchNorm2d& bn, const torch::Tensor& factor) {
+  torch::Tensor shifted = (bias.defined() ? bias - bn.running_mean : -bn.running_mean) * factor;
+  return bn.affine() ? shifted + bn.bias : shifted;
+}
 }  // namespace
 
 void WeightedOp::fold_bn(std::shared_ptr<BatchNorm2d> bn) {
@@ -23,7 +29,9 @@ void WeightedOp::fold_bn(std::shared_ptr<BatchNorm2d> bn) {
                 " features into an op of ", out_channels(), " output channels");
     RAZOR_CHECK(bn->affine(), path(), ": only an affine BatchNorm folds into the op before it");
   }
+  if (folded_bn_) folded_bn_->set_folded(false);
   folded_bn_ = std::move(bn);
+  if (folded_bn_) folded_bn_->set_folded(true);
 }
 
 void WeightedOp::set_out_channel_mask(torch::Tensor mask) {
@@ -51,9 +59,13 @@ EffectiveWeight WeightedOp::effective_weight() {
   if (folded_bn_) {
     const torch::Tensor factor = fold_factor(*folded_bn_);
     e.weight = weight * per_channel(factor, weight.dim(), /*leading=*/true);
-    e.output_divisor = factor;
-    e.output_bias = bias;  // added after the division, as torch's ConvBn2d
-    e.bias = torch::Tensor();
+    if (folded_bn_->is_training()) {
+      e.output_divisor = factor;
+      e.output_bias = bias;  // added after the division, as torch's ConvBn2d
+      e.bias = torch::Tensor();
+    } else {
+      e.bias = folded_bias(bias, *folded_bn_, factor);
+    }
   }
   if (out_channel_mask_.defined()) {
     const torch::Tensor mask = out_channel_mask_.to(e.weight.dtype());
@@ -83,11 +95,9 @@ torch::Tensor fold_factor(const BatchNorm2d& bn) {
 
 std::pair<torch::Tensor, torch::Tensor> fold_bn_into(const torch::Tensor& weight, const torch::Tensor& bias,
                                                      const BatchNorm2d* bn) {
-  torch::Tensor b = bias.defined() ? bias : torch::zeros({weight.size(0)}, weight.options());
-  if (!bn) return {weight, b};
+  if (!bn) return {weight, bias.defined() ? bias : torch::zeros({weight.size(0)}, weight.options())};
   const torch::Tensor factor = fold_factor(*bn);
-  const torch::Tensor shift = bn->affine() ? bn->bias : torch::zeros_like(factor);
-  return {weight * per_channel(factor, weight.dim(), /*leading=*/true), (b - bn->running_mean) * factor + shift};
+  return {weight * per_channel(factor, weight.dim(), /*leading=*/true), folded_bias(bias, *bn, factor)};
 }
 
 }  // namespace razor::nn

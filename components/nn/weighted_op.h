@@ -2,9 +2,12 @@
 // The base of the ops that carry a weight (Conv2d, Linear). They never read `weight` and
 // `bias` directly: forward goes through effective_weight(), the one place where the
 // compression steps act on the weight, in this order, each optional:
-//   1. folded BatchNorm (QAT's simulated folding, as torch's ConvBn2d): the weight scaled by
-//      gamma / sqrt(running_var + eps) of the BN that follows, the op's output divided by
-//      the same factor again, so the BN (still in the model) normalises as before;
+//   1. folded BatchNorm: the weight scaled by gamma / sqrt(running_var + eps) of the BN that
+//      follows. In training mode (QAT's simulated folding, as torch's ConvBn2d) the op's
+//      output is divided by the same factor again, so the BN (still in the model) normalises
+//      with batch statistics as before. With the BN in eval mode the statistics are constants
+//      and the fold is done for good, as deployed: the op adds the folded bias and the BN
+//      passes its input through (the same function; one op instead of three passes);
 //   2. an output-channel mask (structured pruning): masked channels give zero;
 //   3. a weight fake quantiser, the child "weight_fake_quant" (torch's QAT modules' name).
 // Dynamic width (a later slice of the weight) plugs in before step 1.
@@ -35,8 +38,8 @@ class WeightedOp : public Module {
 
   int64_t out_channels() const { return weight.size(0); }
 
-  /// Simulated folding of the BatchNorm that consumes this op's output (null: none). The BN
-  /// stays owned by its parent; this op keeps a reference only.
+  /// Folding of the BatchNorm that consumes this op's output (null: none). The BN stays
+  /// owned by its parent; this op keeps a reference only and marks it folded.
   void fold_bn(std::shared_ptr<BatchNorm2d> bn);
   BatchNorm2d* folded_bn() const { return folded_bn_.get(); }
 

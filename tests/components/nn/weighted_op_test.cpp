@@ -43,7 +43,7 @@ TEST_CASE("fold_bn_into: the folded conv equals conv -> BN in eval mode", "[nn][
   }
 }
 
-TEST_CASE("Simulated BN folding leaves conv -> BN unchanged in train and eval mode", "[nn][fold]") {
+TEST_CASE("BN folding, simulated in training and for good in eval, leaves conv -> BN unchanged", "[nn][fold]") {
   torch::manual_seed(1);
   nn::Conv2d plain(nn::Conv2dOptions(4, 6, 3).with_bias(false));
   nn::Conv2d folded(nn::Conv2dOptions(4, 6, 3).with_bias(false));
@@ -90,7 +90,6 @@ TEST_CASE("The weight fake quantiser acts on the BN-folded weight, as torch's Co
   torch::manual_seed(3);
   nn::Conv2d conv(nn::Conv2dOptions(2, 4, 3).with_bias(false));
   auto bn = trained_bn(4);
-  bn->eval();
   conv.fold_bn(bn);
   const auto q = quant::QConfig::parse(Json::parse(R"({
     "w_observer": {"type": "PerChannelMinMaxObserver"}, "a_observer": {"type": "MinMaxObserver"},
@@ -100,7 +99,11 @@ TEST_CASE("The weight fake quantiser acts on the BN-folded weight, as torch's Co
   auto fq = q.build_weight_fake_quant(4);
   conv.set_weight_fake_quant(fq);
   const auto x = torch::randn({1, 2, 6, 6});
-  const auto y = conv(x);
+  bn->train();
+  const auto y_train = conv(x);
+  bn->eval();
+  const auto y_eval = conv(x);
+  const auto out_eval = (*bn)(y_eval);
 
   // By hand: factor = gamma / sigma; w' = w * factor; scale = max|w'| / 127 per channel.
   torch::NoGradGuard no_grad;
@@ -108,10 +111,19 @@ TEST_CASE("The weight fake quantiser acts on the BN-folded weight, as torch's Co
   const auto w = conv.weight * factor.view({4, 1, 1, 1});
   const auto scale = std::get<0>(w.abs().reshape({4, -1}).max(1)) / 127.0;
   const auto wq = torch::fake_quantize_per_channel_affine(w, scale, torch::zeros({4}, torch::kInt), 0, -127, 127);
-  const auto expected = torch::conv2d(x, wq) / factor.view({1, 4, 1, 1});
   CHECK(torch::allclose(fq->scale(), scale.to(torch::kFloat)));
-  CHECK(torch::allclose(y, expected, 1e-5, 1e-5));
-  // Fake quant off: the float conv again.
+  // Training (simulated folding): the fold divided out again, for the BN's batch statistics.
+  CHECK(torch::allclose(y_train, torch::conv2d(x, wq) / factor.view({1, 4, 1, 1}), 1e-5, 1e-5));
+  // Eval: folded for good, the deployed form; the BN passes the op's output through.
+  const auto folded_bias = bn->bias - bn->running_mean * factor;
+  CHECK(torch::allclose(y_eval, torch::conv2d(x, wq, folded_bias), 1e-5, 1e-5));
+  CHECK(torch::equal(out_eval, y_eval));
+  // Fake quant off: conv -> BN of the float weights again.
   fq->disable_fake_quant();
-  CHECK(torch::allclose(conv(x), torch::conv2d(x, conv.weight), 1e-5, 1e-5));
+  const auto expected = torch::batch_norm(torch::conv2d(x, conv.weight), bn->weight, bn->bias, bn->running_mean,
+                                          bn->running_var, false, 0.1, bn->eps(), false);
+  CHECK(torch::allclose((*bn)(conv(x)), expected, 1e-5, 1e-5));
+  // Unfolded, the BN normalises again.
+  conv.fold_bn(nullptr);
+  CHECK(torch::allclose((*bn)(conv(x)), expected, 1e-5, 1e-5));
 }
