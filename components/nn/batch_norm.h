@@ -30,7 +30,6 @@ class BatchNorm2d : public Module, public CrossRankNorm {
   /// computes conv -> BN as one op with the folded weight and bias, and the BN passes its
   /// input through; training mode is unchanged (the op divides the fold out again).
   void set_folded(bool on) { folded_ = on; }
-  bool folded() const { return folded_; }
 
   torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
