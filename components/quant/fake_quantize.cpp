@@ -3,6 +3,7 @@
 #include <ATen/ops/fake_quantize_per_channel_affine.h>
 #include <ATen/ops/fake_quantize_per_tensor_affine.h>
 
+#include "components/quant/fake_quant_kernel.h"
 #include "engine/error.h"
 
 namespace razor::quant {
@@ -91,6 +92,7 @@ torch::Tensor FakeQuantize::forward(const torch::Tensor& x) {
     return at::fake_quantize_per_channel_affine(x, scale_, zero_point_, axis_for(x.dim()),
                                                 quant_min(), quant_max());
   }
+  if (fused_fake_quant_applies(x)) return fake_quantize_per_tensor(x, scale_, zero_point_, quant_min(), quant_max());
   return at::fake_quantize_per_tensor_affine(x, scale_, zero_point_, quant_min(), quant_max());
 }
 

@@ -1,0 +1,104 @@
+#include "components/quant/fake_quant_kernel.h"
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "engine/error.h"
+
+namespace razor::quant {
+
+namespace {
+
+struct PerTensorQParams {
+  float scale, inv_scale, zero_point, quant_min, quant_max;
+};
+
+/// One pass over [begin, end). Written as plain float arithmetic so that the compiler
+/// vectorises it on any x86-64 or ARM target: rounding half to even by adding and subtracting
+/// 1.5 * 2^23 is exact for |v| < 2^22, and every larger |v| clamps to the range either way.
+/// Each step is ATen's: v * (1 / scale) in float, the zero point added to the rounded value,
+/// and (q - zero point) * scale rounded once to float (ATen's double product of an integer
+/// and a float is exact, so it rounds to the same float).
+template <bool kWithMask>
+void fake_quant_block(const float* in, float* out, bool* mask, int64_t begin, int64_t end,
+                      const PerTensorQParams& p) {
+  constexpr float kRoundHalfEven = 12582912.0f;
+  for (int64_t i = begin; i < end; ++i) {
+    const float v = in[i] * p.inv_scale;
+    float q = ((v + kRoundHalfEven) - kRoundHalfEven) + p.zero_point;
+    if constexpr (kWithMask) mask[i] = (q >= p.quant_min) & (q <= p.quant_max);
+    q = q < p.quant_min ? p.quant_min : q;
+    q = q > p.quant_max ? p.quant_max : q;
+    out[i] = (q - p.zero_point) * p.scale;
+  }
+}
+
+/// Elements per task: below this, waking the second thread costs more than it saves.
+constexpr int64_t kGrain = 32768;
+
+PerTensorQParams read_qparams(const torch::Tensor& scale, const torch::Tensor& zero_point, int64_t quant_min,
+                              int64_t quant_max) {
+  RAZOR_ASSERT(scale.numel() == 1 && zero_point.numel() == 1);
+  PerTensorQParams p;
+  p.scale = scale.item<float>();
+  p.inv_scale = 1.0f / p.scale;
+  p.zero_point = static_cast<float>(zero_point.item<int64_t>());
+  p.quant_min = static_cast<float>(quant_min);
+  p.quant_max = static_cast<float>(quant_max);
+  return p;
+}
+
+torch::Tensor fake_quant_no_grad(const torch::Tensor& x, const PerTensorQParams& p) {
+  auto out = torch::empty_like(x);
+  const float* in = x.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    fake_quant_block<false>(in, o, nullptr, begin, end, p);
+  });
+  return out;
+}
+
+/// The straight-through estimator as ATen's cachemask op: the forward keeps a bool mask of the
+/// in-range elements, the backward is grad * mask.
+struct FakeQuantPerTensorSte : torch::autograd::Function<FakeQuantPerTensorSte> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, double scale,
+                               double inv_scale, double zero_point, double quant_min, double quant_max) {
+    const PerTensorQParams p{static_cast<float>(scale), static_cast<float>(inv_scale), static_cast<float>(zero_point),
+                             static_cast<float>(quant_min), static_cast<float>(quant_max)};
+    auto out = torch::empty_like(x);
+    auto mask = torch::empty_like(x, x.options().dtype(torch::kBool));
+    const float* in = x.data_ptr<float>();
+    float* o = out.data_ptr<float>();
+    bool* m = mask.data_ptr<bool>();
+    at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      fake_quant_block<true>(in, o, m, begin, end, p);
+    });
+    ctx->save_for_backward({mask});
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const auto mask = ctx->get_saved_variables()[0];
+    return {grad[0] * mask, {}, {}, {}, {}, {}};
+  }
+};
+
+}  // namespace
+
+bool fused_fake_quant_applies(const torch::Tensor& x) {
+  return x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.layout() == torch::kStrided &&
+         x.is_non_overlapping_and_dense();
+}
+
+torch::Tensor fake_quantize_per_tensor(const torch::Tensor& x, const torch::Tensor& scale,
+                                       const torch::Tensor& zero_point, int64_t quant_min, int64_t quant_max) {
+  RAZOR_ASSERT(fused_fake_quant_applies(x));
+  const PerTensorQParams p = read_qparams(scale, zero_point, quant_min, quant_max);
+  if (!(torch::GradMode::is_enabled() && x.requires_grad())) return fake_quant_no_grad(x, p);
+  // The qparams travel as doubles (what custom functions take); each is a float value, so
+  // the round trip is exact.
+  return FakeQuantPerTensorSte::apply(x, p.scale, p.inv_scale, p.zero_point, p.quant_min, p.quant_max);
+}
+
+}  // namespace razor::quant
