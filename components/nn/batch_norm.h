@@ -22,6 +22,9 @@ class BatchNorm2d : public Module, public CrossRankNorm {
   int64_t num_features() const { return num_features_; }
   double eps() const { return eps_; }
   double momentum() const { return momentum_; }
+  /// 1 makes the running statistics those of the last training batch (BN re-estimation
+  /// reads them after each batch instead of computing them a second time).
+  void set_momentum(double momentum) { momentum_ = momentum; }
   bool affine() const { return affine_; }
   void pretty_print(std::ostream& stream) const override;
   void set_sync_across_ranks(bool on) override { sync_across_ranks_ = on; }

@@ -31,16 +31,39 @@ BNCalibrationReport calibrate(Model& model, const std::function<std::optional<Ba
     if (!norm) continue;
     sums.push_back({norm, {}, {}, 0});
   }
+  // Each BN computes its batch's mean and unbiased variance in its training forward anyway:
+  // with momentum 1 (and no cross-rank sync, each rank calibrates on its own images) its
+  // running statistics become exactly those, read after the batch. A second pass over the
+  // input (var_mean) cost more than the forward itself.
+  struct Saved {
+    double momentum;
+    bool sync;
+  };
+  std::vector<Saved> saved;
+  for (auto& s : sums) {
+    saved.push_back({s.norm->momentum(), s.norm->sync_across_ranks()});
+    s.norm->set_momentum(1.0);
+    s.norm->set_sync_across_ranks(false);
+  }
+  auto restore = [&] {
+    for (auto& h : handles) h.remove();
+    for (size_t i = 0; i < sums.size(); ++i) {
+      sums[i].norm->set_momentum(saved[i].momentum);
+      sums[i].norm->set_sync_across_ranks(saved[i].sync);
+    }
+  };
   for (size_t i = 0; i < sums.size(); ++i) {
-    handles.push_back(sums[i].norm->add_forward_pre_hook([&sums, i](nn::Module&, nn::Inputs& in) {
-      // One pass over the input (var_mean), in its own precision; only the per-channel
-      // results are summed in double. A copy in double would cost more than the forward.
-      const torch::Tensor& x = in.at(0);
-      const int64_t n = x.size(0);
-      auto [var_f, mean_f] = torch::var_mean(x.detach(), {0, 2, 3}, /*unbiased=*/true);
-      const torch::Tensor mean = mean_f.to(torch::kDouble) * static_cast<double>(n);
-      const torch::Tensor var = var_f.to(torch::kDouble) * static_cast<double>(n);
+    // (1 - momentum) * running is 0 only for finite running values: start each batch clean.
+    handles.push_back(sums[i].norm->add_forward_pre_hook([&sums, i](nn::Module&, nn::Inputs&) {
+      sums[i].norm->running_mean.zero_();
+      sums[i].norm->running_var.zero_();
+    }));
+    handles.push_back(sums[i].norm->add_forward_hook([&sums, i](nn::Module&, const nn::Inputs& in, torch::Tensor&) {
+      const int64_t n = in.at(0).size(0);
       Sums& s = sums[i];
+      // Only the per-channel results are summed in double.
+      const torch::Tensor mean = s.norm->running_mean.to(torch::kDouble) * static_cast<double>(n);
+      const torch::Tensor var = s.norm->running_var.to(torch::kDouble) * static_cast<double>(n);
       s.mean = s.mean.defined() ? s.mean + mean : mean;
       s.var = s.var.defined() ? s.var + var : var;
       s.count += n;
@@ -59,11 +82,11 @@ BNCalibrationReport calibrate(Model& model, const std::function<std::optional<Ba
       seen += keep;
     }
   } catch (...) {
-    for (auto& h : handles) h.remove();
+    restore();
     model.train(was_training);
     throw;
   }
-  for (auto& h : handles) h.remove();
+  restore();
   model.train(was_training);
 
   BNCalibrationReport report;
