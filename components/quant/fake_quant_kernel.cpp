@@ -36,43 +36,42 @@ void fake_quant_block(const float* in, float* out, bool* mask, int64_t begin, in
 /// Elements per task: below this, waking the second thread costs more than it saves.
 constexpr int64_t kGrain = 32768;
 
-PerTensorQParams read_qparams(const torch::Tensor& scale, const torch::Tensor& zero_point, int64_t quant_min,
-                              int64_t quant_max) {
-  RAZOR_ASSERT(scale.numel() == 1 && zero_point.numel() == 1);
-  PerTensorQParams p;
-  p.scale = scale.item<float>();
-  p.inv_scale = 1.0f / p.scale;
-  p.zero_point = static_cast<float>(zero_point.item<int64_t>());
-  p.quant_min = static_cast<float>(quant_min);
-  p.quant_max = static_cast<float>(quant_max);
-  return p;
+/// The kernel's qparams; 1 / scale is taken in float, as ATen does.
+PerTensorQParams make_qparams(float scale, float zero_point, float quant_min, float quant_max) {
+  return {scale, 1.0f / scale, zero_point, quant_min, quant_max};
 }
 
-torch::Tensor fake_quant_no_grad(const torch::Tensor& x, const PerTensorQParams& p) {
+/// The output (x's layout) and, when `mask` is given, the in-range mask, in one pass.
+torch::Tensor fake_quant_pass(const torch::Tensor& x, const PerTensorQParams& p, torch::Tensor* mask) {
   auto out = torch::empty_like(x);
   const float* in = x.data_ptr<float>();
   float* o = out.data_ptr<float>();
+  bool* m = nullptr;
+  if (mask) {
+    *mask = torch::empty_like(x, x.options().dtype(torch::kBool));
+    m = mask->data_ptr<bool>();
+  }
   at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
-    fake_quant_block<false>(in, o, nullptr, begin, end, p);
+    if (m) {
+      fake_quant_block<true>(in, o, m, begin, end, p);
+    } else {
+      fake_quant_block<false>(in, o, nullptr, begin, end, p);
+    }
   });
   return out;
 }
 
 /// The straight-through estimator as ATen's cachemask op: the forward keeps a bool mask of the
-/// in-range elements, the backward is grad * mask.
+/// in-range elements, the backward is grad * mask. The qparams travel as doubles (what custom
+/// functions take); each holds a float value, so the round trip is exact.
 struct FakeQuantPerTensorSte : torch::autograd::Function<FakeQuantPerTensorSte> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, double scale,
-                               double inv_scale, double zero_point, double quant_min, double quant_max) {
-    const PerTensorQParams p{static_cast<float>(scale), static_cast<float>(inv_scale), static_cast<float>(zero_point),
-                             static_cast<float>(quant_min), static_cast<float>(quant_max)};
-    auto out = torch::empty_like(x);
-    auto mask = torch::empty_like(x, x.options().dtype(torch::kBool));
-    const float* in = x.data_ptr<float>();
-    float* o = out.data_ptr<float>();
-    bool* m = mask.data_ptr<bool>();
-    at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      fake_quant_block<true>(in, o, m, begin, end, p);
-    });
+                               double zero_point, double quant_min, double quant_max) {
+    torch::Tensor mask;
+    auto out = fake_quant_pass(x,
+                               make_qparams(static_cast<float>(scale), static_cast<float>(zero_point),
+                                            static_cast<float>(quant_min), static_cast<float>(quant_max)),
+                               &mask);
     ctx->save_for_backward({mask});
     return out;
   }
@@ -80,7 +79,7 @@ struct FakeQuantPerTensorSte : torch::autograd::Function<FakeQuantPerTensorSte> 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad) {
     const auto mask = ctx->get_saved_variables()[0];
-    return {grad[0] * mask, {}, {}, {}, {}, {}};
+    return {grad[0] * mask, {}, {}, {}, {}};
   }
 };
 
@@ -94,11 +93,13 @@ bool fused_fake_quant_applies(const torch::Tensor& x) {
 torch::Tensor fake_quantize_per_tensor(const torch::Tensor& x, const torch::Tensor& scale,
                                        const torch::Tensor& zero_point, int64_t quant_min, int64_t quant_max) {
   RAZOR_ASSERT(fused_fake_quant_applies(x));
-  const PerTensorQParams p = read_qparams(scale, zero_point, quant_min, quant_max);
-  if (!(torch::GradMode::is_enabled() && x.requires_grad())) return fake_quant_no_grad(x, p);
-  // The qparams travel as doubles (what custom functions take); each is a float value, so
-  // the round trip is exact.
-  return FakeQuantPerTensorSte::apply(x, p.scale, p.inv_scale, p.zero_point, p.quant_min, p.quant_max);
+  RAZOR_ASSERT(scale.numel() == 1 && zero_point.numel() == 1);
+  const float s = scale.item<float>();
+  const auto z = static_cast<float>(zero_point.item<int64_t>());
+  const auto lo = static_cast<float>(quant_min);
+  const auto hi = static_cast<float>(quant_max);
+  if (torch::GradMode::is_enabled() && x.requires_grad()) return FakeQuantPerTensorSte::apply(x, s, z, lo, hi);
+  return fake_quant_pass(x, make_qparams(s, z, lo, hi), nullptr);
 }
 
 }  // namespace razor::quant
