@@ -75,7 +75,13 @@ void FakeQuantize::reset_statistics() {
   zero_point_.zero_();
 }
 
+void FakeQuantizer::check_input(const torch::Tensor& x) const {
+  RAZOR_CHECK(x.scalar_type() == torch::kFloat, type_name_, ": fake quantisation computes in float32, got a ",
+              c10::toString(x.scalar_type()), " input; quantise with dtype = \"float32\" in the config");
+}
+
 torch::Tensor FakeQuantize::forward(const torch::Tensor& x) {
+  check_input(x);
   if (observer_enabled()) {
     torch::NoGradGuard no_grad;
     observer().observe(x.detach());

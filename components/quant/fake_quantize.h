@@ -80,6 +80,8 @@ class FakeQuantizer : public nn::Module {
   /// The initial number of qparams: num_channels for a per-channel observer that knows it,
   /// else 1 (torch's; resized at the first observation).
   int64_t initial_qparams_size() const;
+  /// ATen's fake quantisation kernels are float32 only: a clear error for anything else.
+  void check_input(const torch::Tensor& x) const;
 
   torch::Tensor fake_quant_enabled_, observer_enabled_;
 

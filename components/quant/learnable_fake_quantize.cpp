@@ -76,6 +76,7 @@ void LearnableFakeQuantize::reset_statistics() {
 }
 
 torch::Tensor LearnableFakeQuantize::forward(const torch::Tensor& x) {
+  check_input(x);
   const bool learning = learning_enabled();
   if (scale_.requires_grad() != learning) apply_learning_flag(learning);
   {

@@ -11,14 +11,21 @@ using detail::kNaN;
 
 namespace {
 
-// 2 * norm / sqrt(quant_max), the mean over ranks (MMRazor's sync_tensor), and 1 where
-// nothing was observed.
+// In a multi-process run every rank must start from the same quantiser, or the replicas
+// drift apart: the ranks' mean of tensor_norm (MMRazor's sync_tensor of the scale; equal to
+// the whole batch's mean|x| when the ranks' batches are equally large) and the global range,
+// so that the zero point, which MMRazor leaves per rank, agrees as well.
+void sync_over_ranks(torch::Tensor& norm, torch::Tensor& min_val, torch::Tensor& max_val) {
+  if (dist::world_size() <= 1) return;
+  norm.div_(dist::world_size());
+  dist::all_reduce(norm);
+  dist::all_reduce(min_val, dist::ReduceOp::Min);
+  dist::all_reduce(max_val, dist::ReduceOp::Max);
+}
+
+// 2 * norm / sqrt(quant_max), and 1 where nothing was observed.
 torch::Tensor lsq_scale(const torch::Tensor& norm, int64_t quant_max) {
   auto scale = 2 * norm / std::sqrt(static_cast<double>(quant_max));
-  if (dist::world_size() > 1) {
-    scale = scale / dist::world_size();
-    dist::all_reduce(scale);
-  }
   scale = torch::where(torch::isnan(scale), torch::ones_like(scale), scale);
   return scale.dim() == 0 ? scale.reshape({1}) : scale;
 }
@@ -41,6 +48,7 @@ void LSQObserver::observe(const torch::Tensor& x) {
 
 QParams LSQObserver::calculate_qparams() {
   torch::NoGradGuard no_grad;
+  sync_over_ranks(tensor_norm_, min_val_, max_val_);
   QParams out = MinMaxObserver::calculate_qparams();
   out.scale = lsq_scale(tensor_norm_, quant_max());
   return out;
@@ -67,6 +75,7 @@ void LSQPerChannelObserver::update(const torch::Tensor& y) {
 
 QParams LSQPerChannelObserver::calculate_qparams() {
   torch::NoGradGuard no_grad;
+  if (tensor_norm_.numel() > 0) sync_over_ranks(tensor_norm_, min_val_, max_val_);
   QParams out = PerChannelMinMaxObserver::calculate_qparams();
   if (tensor_norm_.numel() == 0) return out;  // never observed: (1, 0)
   out.scale = lsq_scale(tensor_norm_, quant_max());

@@ -8,8 +8,9 @@ namespace razor::quant {
 
 /// MinMaxObserver plus a "tensor_norm" buffer = mean|x| of the latest observation (NaN
 /// before the first). calculate_qparams: the zero point of MinMaxObserver, the scale
-/// 2 * tensor_norm / sqrt(quant_max), averaged over the ranks of a multi-process run; (1, 0)
-/// before anything was observed.
+/// 2 * tensor_norm / sqrt(quant_max); (1, 0) before anything was observed. In a
+/// multi-process run it first sets tensor_norm to the ranks' mean and min/max to the global
+/// range, so every rank computes the same parameters (a collective: call it on every rank).
 class LSQObserver : public MinMaxObserver {
  public:
   explicit LSQObserver(const ObserverOptions& options = {});

@@ -133,6 +133,29 @@ TEST_CASE("gradient accumulation on 2 ranks equals one process with the combined
   CHECK(relative_difference(two, one, worst) < 1e-5);
 }
 
+TEST_CASE("2 ranks of LSQ training equal 1 process with batch 2B: the initial scales are averaged",
+          "[dist][quant]") {
+  // LSQ sets every scale on the first batch from 2 mean|x| / sqrt(qmax). On two ranks each
+  // rank sees half the batch; the mean of the two halves' scales is the full batch's scale
+  // only if the observers average over ranks, and every later step needs equal scales.
+  TempDir dir;
+  const std::string quant = "../quantization/";
+  const std::string float_model = train(quant + "tiny_float_resnet8.toml", 1, 64, dir / "float",
+                                        "train_dataloader.dataset.indices=512");
+  const std::string lsq = "'model.float_checkpoint=\"" + float_model + "\"'";
+  const std::string one = train(quant + "tiny_lsq_resnet8.toml", 1, 32, dir / "one", lsq);
+  const std::string two = train(quant + "tiny_lsq_resnet8.toml", 2, 16, dir / "two", lsq);
+  std::string worst;
+  const double diff = relative_difference(two, one, worst);
+  INFO("largest relative difference " << diff << " in " << worst);
+  // float32 (fake quant has no float64 kernels): scales, ranges and weights agree to 1e-6,
+  // the BatchNorm biases (norms of 1e-3) to 1e-7 absolute, so 1e-3 relative.
+  CHECK(diff < 1e-3);
+  // The first batch decides the scales: half of it gives other ones (0.1 to 1 here).
+  const std::string half = train(quant + "tiny_lsq_resnet8.toml", 1, 16, dir / "half", lsq);
+  CHECK(relative_difference(half, one, worst) > 3e-2);
+}
+
 TEST_CASE("razor test on 2 ranks gives exactly the single-process accuracy", "[dist]") {
   TempDir dir;
   // float32 here: float64 convolutions are slow, and evaluation sums counts, exact either way.
