@@ -138,4 +138,8 @@ TEST_CASE("razor ptq: bad input exits 2 naming the key", "[quant][ptq]") {
   auto [c7, t7] = fails("--cfg-options 'train_cfg.adaround={beta=[1, 5]}'");
   CHECK(c7 == 2);
   CHECK_THAT(t7, Catch::Contains("train_cfg.adaround.beta"));
+  auto [c8, t8] = fails("--cfg-options 'dtype=\"float64\"'");
+  CHECK(c8 == 2);
+  CHECK_THAT(t8, Catch::Contains("fake quantisation computes in float32") && Catch::Contains("dtype"));
+  CHECK_FALSE(fs::exists(dir / "w/model_ptq.pth"));
 }
