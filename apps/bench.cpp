@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include <spdlog/spdlog.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include "algorithms/nas/evolution_search_loop.h"
@@ -33,6 +34,22 @@ void synchronize(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
+/// LibTorch's profiler over a timed section when --profile asked for it (first repeat, rank
+/// 0); the trace is written when the guard goes out of scope.
+class ProfileScope {
+ public:
+  ProfileScope(const BenchOptions& options, const std::string& workload, int repeat) {
+    if (options.profile.empty() || repeat != 0 || !dist::is_main()) return;
+    fs::create_directories(options.profile);
+    const std::string file = (fs::path(options.profile) / (workload + ".trace.json")).string();
+    recorder_ = std::make_unique<torch::autograd::profiler::RecordProfile>(file);
+    spdlog::info("bench: profiling {} into {}", workload, file);
+  }
+
+ private:
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> recorder_;
+};
+
 std::shared_ptr<Config> bench_config(const BenchOptions& options, const std::string& file,
                                      const std::string& work_dir) {
   const std::string path = (fs::path(options.config_dir) / file).string();
@@ -44,8 +61,10 @@ std::shared_ptr<Config> bench_config(const BenchOptions& options, const std::str
 
 /// Train images per second of the runner's train_step over `timed` iterations after
 /// `warmup`, with batches from the runner's own loader. Under mpirun every rank trains its
-/// shard data-parallel and the figure is global: images of all ranks per second.
-double train_throughput(Runner& runner, int64_t warmup, int64_t timed) {
+/// shard data-parallel and the figure is global: images of all ranks per second. With
+/// --profile the timed iterations of repeat 0 are recorded.
+double train_throughput(Runner& runner, int64_t warmup, int64_t timed, const BenchOptions& options,
+                        const std::string& workload, int repeat) {
   Model& model = runner.model();
   OptimWrapper& optim = runner.optim_wrapper();
   DataLoader& loader = runner.train_dataloader();
@@ -67,8 +86,11 @@ double train_throughput(Runner& runner, int64_t warmup, int64_t timed) {
   dist::barrier();
   const auto start = std::chrono::steady_clock::now();
   int64_t images = 0;
-  for (int64_t i = 0; i < timed; ++i) images += step();
-  synchronize(runner.device());
+  {
+    const ProfileScope scope(options, workload, repeat);
+    for (int64_t i = 0; i < timed; ++i) images += step();
+    synchronize(runner.device());
+  }
   dist::barrier();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return static_cast<double>(images) / seconds;
@@ -85,7 +107,7 @@ Json throughput_line(const BenchOptions& options, const std::string& workload, c
     runner_options.write_files = false;
     runner_options.log_level = "error";
     Runner runner(bench_config(options, file, work_dir), runner_options);
-    values.push_back(train_throughput(runner, 10, 100));
+    values.push_back(train_throughput(runner, 10, 100, options, workload, r));
     device = runner.device().str();
     threads = torch::get_num_threads();
   }
@@ -131,8 +153,11 @@ Json bench_w4(const BenchOptions& options) {
     for (int i = 0; i < 2; ++i) loop->score(candidates[i]);
     synchronize(runner.device());
     const auto start = std::chrono::steady_clock::now();
-    for (int i = 2; i < 22; ++i) loop->score(candidates[i]);
-    synchronize(runner.device());
+    {
+      const ProfileScope scope(options, "W4", r);
+      for (int i = 2; i < 22; ++i) loop->score(candidates[i]);
+      synchronize(runner.device());
+    }
     values.push_back(20.0 / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     device = runner.device().str();
     threads = torch::get_num_threads();
@@ -176,8 +201,11 @@ Json bench_w5(const BenchOptions& options) {
     runner.val_dataloader();
     synchronize(runner.device());
     const auto start = std::chrono::steady_clock::now();
-    runner.train();
-    synchronize(runner.device());
+    {
+      const ProfileScope scope(options, "W5", r);
+      runner.train();
+      synchronize(runner.device());
+    }
     values.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     device = runner.device().str();
     threads = torch::get_num_threads();

@@ -316,6 +316,8 @@ int run_cli(const std::vector<std::string>& args) {
   bench->add_option("--configs", bench_options.config_dir, "Directory of the workload configs");
   bench->add_flag("--full", bench_options.full, "Also measure accuracy (full passes over the data)");
   bench->add_option("--threads", bench_options.threads, "Intra-op threads per process (default: the workload's)");
+  bench->add_option("--profile", bench_options.profile,
+                    "Directory for a profiler trace of each workload's first timed repeat (<workload>.trace.json)");
 
   AnalyzeOptions analyze_options;
   std::string analyze_device;

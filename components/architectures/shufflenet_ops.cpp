@@ -20,7 +20,22 @@ std::shared_ptr<nn::ConvModule> conv_bn(int64_t in, int64_t out, int64_t k, int6
 
 torch::Tensor shuffle_channels(const torch::Tensor& x, int64_t groups) {
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  return x.reshape({n, groups, c / groups, h, w}).transpose(1, 2).reshape({n, c, h, w});
+  // One copy into a tensor of x's memory format; splitting the channel dimension is a view
+  // in either format, where a reshape after the transpose would return a contiguous one.
+  torch::Tensor out = torch::empty_like(x, x.suggest_memory_format());
+  out.view({n, c / groups, groups, h, w}).copy_(x.view({n, groups, c / groups, h, w}).transpose(1, 2));
+  return out;
+}
+
+torch::Tensor concat_shuffled(const torch::Tensor& a, const torch::Tensor& b) {
+  RAZOR_ASSERT(a.dim() == 4 && a.sizes() == b.sizes());
+  const int64_t n = a.size(0), c = a.size(1), h = a.size(2), w = a.size(3);
+  torch::Tensor out = torch::empty({n, 2 * c, h, w}, a.options().memory_format(a.suggest_memory_format()));
+  // Splitting the channel dimension into (c, 2) is a view in either memory format.
+  const torch::Tensor pairs = out.view({n, c, 2, h, w});
+  pairs.select(2, 0).copy_(a);
+  pairs.select(2, 1).copy_(b);
+  return out;
 }
 
 ShuffleBlock::ShuffleBlock(int64_t in_channels, int64_t out_channels, int64_t stride,
@@ -58,14 +73,18 @@ ShuffleBlock::ShuffleBlock(const std::string& type_name, int64_t in_channels,
 }
 
 torch::Tensor ShuffleBlock::forward(const torch::Tensor& input) {
-  torch::Tensor out;
+  torch::Tensor left, right;
   if (stride_ > 1) {
-    out = (*concat_)({(*branch1_)(input), (*branch2_)(input)});
+    left = (*branch1_)(input);
+    right = (*branch2_)(input);
   } else {
     auto halves = input.chunk(2, 1);
-    out = (*concat_)({halves[0], (*branch2_)(halves[1])});
+    left = halves[0];
+    right = (*branch2_)(halves[1]);
   }
-  return shuffle_channels(out, 2);
+  // Quantisers, recorders and tracers hook the concat: then it runs as a module of its own.
+  if (concat_->num_hooks() > 0) return shuffle_channels((*concat_)({left, right}), 2);
+  return concat_shuffled(left, right);
 }
 
 ShuffleXception::ShuffleXception(int64_t in_channels, int64_t out_channels, int64_t stride)

@@ -38,8 +38,6 @@ class Conv2d : public WeightedOp {
   explicit Conv2d(const Conv2dOptions& options);
   const Conv2dOptions& options() const { return options_; }
   void pretty_print(std::ostream& stream) const override;
-
- protected:
   torch::Tensor apply(const torch::Tensor& input, const torch::Tensor& weight,
                       const torch::Tensor& bias) const override;
 

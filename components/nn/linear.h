@@ -14,8 +14,6 @@ class Linear : public WeightedOp {
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
   void pretty_print(std::ostream& stream) const override;
-
- protected:
   torch::Tensor apply(const torch::Tensor& input, const torch::Tensor& weight,
                       const torch::Tensor& bias) const override;
 

@@ -144,6 +144,39 @@ TEST_CASE("ShuffleBlock and ShuffleXception compute the SPOS blocks", "[shufflen
   CHECK(torch::equal(shuffle_channels(c, 2).flatten(), torch::tensor({0.f, 2.f, 1.f, 3.f})));
 }
 
+TEST_CASE("channel shuffle in one copy equals reshape-transpose-reshape, keeps the memory format, and its gradient",
+          "[shufflenet]") {
+  torch::manual_seed(0);
+  // The plain LibTorch formula: N x (g c) x H x W -> N x g x c -> transposed -> flattened.
+  auto reference = [](const torch::Tensor& x, int64_t g) {
+    const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    return x.reshape({n, g, c / g, h, w}).transpose(1, 2).reshape({n, c, h, w});
+  };
+  for (const auto format : {torch::MemoryFormat::Contiguous, torch::MemoryFormat::ChannelsLast}) {
+    const torch::Tensor x = torch::randn({3, 12, 5, 4}).contiguous(format);
+    for (int64_t g : {2, 3, 4}) {
+      const torch::Tensor y = shuffle_channels(x, g);
+      CHECK(torch::equal(y, reference(x, g)));
+      CHECK(y.is_contiguous(format));
+    }
+    torch::Tensor a = torch::randn({3, 6, 5, 4}).contiguous(format).requires_grad_();
+    torch::Tensor b = torch::randn({3, 6, 5, 4}).contiguous(format).requires_grad_();
+    const torch::Tensor y = concat_shuffled(a, b);
+    CHECK(y.is_contiguous(format));
+    const torch::Tensor expected = reference(torch::cat({a, b}, 1), 2);
+    CHECK(torch::equal(y, expected));
+    const torch::Tensor dy = torch::randn_like(y);
+    const auto got = torch::autograd::grad({y}, {a, b}, {dy});
+    const auto want = torch::autograd::grad({expected}, {a, b}, {dy});
+    CHECK(torch::equal(got[0], want[0]));
+    CHECK(torch::equal(got[1], want[1]));
+    // A non-contiguous slice (the pass-through half of a stride-1 block) works as well.
+    const torch::Tensor wide = torch::randn({3, 12, 5, 4}).contiguous(format);
+    const auto halves = wide.chunk(2, 1);
+    CHECK(torch::equal(concat_shuffled(halves[0], halves[1]), reference(wide, 2)));
+  }
+}
+
 TEST_CASE("SearchableShuffleNetV2 names its mutables as MMRazor and counts as the closed form",
           "[shufflenet][estimator]") {
   register_mutables();
