@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "components/architectures/channel_interleave.h"
 #include "components/nn/conv_module.h"
 #include "engine/error.h"
 
@@ -24,17 +25,6 @@ torch::Tensor shuffle_channels(const torch::Tensor& x, int64_t groups) {
   // in either format, where a reshape after the transpose would return a contiguous one.
   torch::Tensor out = torch::empty_like(x, x.suggest_memory_format());
   out.view({n, c / groups, groups, h, w}).copy_(x.view({n, groups, c / groups, h, w}).transpose(1, 2));
-  return out;
-}
-
-torch::Tensor concat_shuffled(const torch::Tensor& a, const torch::Tensor& b) {
-  RAZOR_ASSERT(a.dim() == 4 && a.sizes() == b.sizes());
-  const int64_t n = a.size(0), c = a.size(1), h = a.size(2), w = a.size(3);
-  torch::Tensor out = torch::empty({n, 2 * c, h, w}, a.options().memory_format(a.suggest_memory_format()));
-  // Splitting the channel dimension into (c, 2) is a view in either memory format.
-  const torch::Tensor pairs = out.view({n, c, 2, h, w});
-  pairs.select(2, 0).copy_(a);
-  pairs.select(2, 1).copy_(b);
   return out;
 }
 
@@ -84,7 +74,7 @@ torch::Tensor ShuffleBlock::forward(const torch::Tensor& input) {
   }
   // Quantisers, recorders and tracers hook the concat: then it runs as a module of its own.
   if (concat_->num_hooks() > 0) return shuffle_channels((*concat_)({left, right}), 2);
-  return concat_shuffled(left, right);
+  return interleave_channels(left, right);
 }
 
 ShuffleXception::ShuffleXception(int64_t in_channels, int64_t out_channels, int64_t stride)

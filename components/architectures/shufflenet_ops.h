@@ -14,11 +14,6 @@ namespace razor {
 /// Interleaves `groups` channel groups: N x (g·c) x H x W -> groups transposed.
 torch::Tensor shuffle_channels(const torch::Tensor& x, int64_t groups);
 
-/// shuffle_channels(cat({a, b}, 1), 2) in one pass, in `a`'s memory format: channel 2j is
-/// a's j-th, 2j + 1 b's. (The reshape of shuffle_channels returns a channels_last input as
-/// a contiguous tensor, which every following conv converts back.)
-torch::Tensor concat_shuffled(const torch::Tensor& a, const torch::Tensor& b);
-
 /// Main branch: 1x1 conv-BN-ReLU, k x k depthwise conv-BN (stride), 1x1 conv-BN-ReLU.
 class ShuffleBlock : public nn::Module {
  public:

@@ -30,22 +30,25 @@ bool ConvModule::fuses_for_inference() const {
 }
 
 torch::Tensor ConvModule::forward(const torch::Tensor& input) {
+  torch::Tensor x;
   if (fuses_for_inference()) {
     // Inference: the BN folded into the conv's weight and bias (a few hundred values), one
-    // pass over the activations instead of two, and a ReLU in place on the conv's fresh
-    // output when nothing needs it for a gradient.
+    // pass over the activations instead of two.
     const auto [weight, bias] = fold_bn_into(conv_->weight, conv_->bias, bn_.get());
-    torch::Tensor x = conv_->apply(input, weight, bias);
-    if (!activate_) return x;
-    if (activate_->num_hooks() == 0 && !torch::GradMode::is_enabled() && dynamic_cast<ReLU*>(activate_.get())) {
-      return x.relu_();
-    }
-    return (*activate_)(x);
+    x = conv_->apply(input, weight, bias);
+  } else {
+    x = (*conv_)(input);
+    if (bn_) x = (*bn_)(x);
   }
-  torch::Tensor x = (*conv_)(input);
-  if (bn_) x = (*bn_)(x);
-  if (activate_) x = (*activate_)(x);
-  return x;
+  if (!activate_) return x;
+  // Without a gradient to compute and with nobody holding the conv's or the BN's output, the
+  // ReLU may overwrite that fresh tensor (BN re-estimation and evaluation).
+  const bool output_unwatched = conv_->num_hooks() == 0 && (!bn_ || bn_->num_hooks() == 0);
+  if (!torch::GradMode::is_enabled() && output_unwatched && activate_->num_hooks() == 0 &&
+      dynamic_cast<ReLU*>(activate_.get())) {
+    return x.relu_();
+  }
+  return (*activate_)(x);
 }
 
 }  // namespace razor::nn

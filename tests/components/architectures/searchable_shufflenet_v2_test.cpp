@@ -4,8 +4,11 @@
 
 #include <torch/torch.h>
 
+#include <array>
+
 #include <catch2/catch.hpp>
 
+#include "components/architectures/channel_interleave.h"
 #include "components/architectures/shufflenet_ops.h"
 #include "components/estimators/resource_estimator.h"
 #include "components/mutables/mutable_op.h"
@@ -144,7 +147,7 @@ TEST_CASE("ShuffleBlock and ShuffleXception compute the SPOS blocks", "[shufflen
   CHECK(torch::equal(shuffle_channels(c, 2).flatten(), torch::tensor({0.f, 2.f, 1.f, 3.f})));
 }
 
-TEST_CASE("channel shuffle in one copy equals reshape-transpose-reshape, keeps the memory format, and its gradient",
+TEST_CASE("channel shuffle and interleave equal reshape-transpose-reshape, keep the memory format, and their gradients",
           "[shufflenet]") {
   torch::manual_seed(0);
   // The plain LibTorch formula: N x (g c) x H x W -> N x g x c -> transposed -> flattened.
@@ -161,7 +164,7 @@ TEST_CASE("channel shuffle in one copy equals reshape-transpose-reshape, keeps t
     }
     torch::Tensor a = torch::randn({3, 6, 5, 4}).contiguous(format).requires_grad_();
     torch::Tensor b = torch::randn({3, 6, 5, 4}).contiguous(format).requires_grad_();
-    const torch::Tensor y = concat_shuffled(a, b);
+    const torch::Tensor y = interleave_channels(a, b);
     CHECK(y.is_contiguous(format));
     const torch::Tensor expected = reference(torch::cat({a, b}, 1), 2);
     CHECK(torch::equal(y, expected));
@@ -173,7 +176,26 @@ TEST_CASE("channel shuffle in one copy equals reshape-transpose-reshape, keeps t
     // A non-contiguous slice (the pass-through half of a stride-1 block) works as well.
     const torch::Tensor wide = torch::randn({3, 12, 5, 4}).contiguous(format);
     const auto halves = wide.chunk(2, 1);
-    CHECK(torch::equal(concat_shuffled(halves[0], halves[1]), reference(wide, 2)));
+    torch::Tensor left = halves[0].detach().requires_grad_(), right = halves[1].detach().requires_grad_();
+    const torch::Tensor joined = interleave_channels(left, right);
+    CHECK(torch::equal(joined, reference(wide, 2)));
+    CHECK(joined.is_contiguous(format));
+    // Its gradient, also for an upstream gradient in the other memory format.
+    for (const auto grad_format : {torch::MemoryFormat::Contiguous, torch::MemoryFormat::ChannelsLast}) {
+      const torch::Tensor g = torch::randn_like(joined).contiguous(grad_format);
+      const auto split = torch::autograd::grad({joined}, {left, right}, {g}, /*retain_graph=*/true);
+      CHECK(torch::equal(split[0], g.index({torch::indexing::Slice(), torch::indexing::Slice(0, 12, 2)})));
+      CHECK(torch::equal(split[1], g.index({torch::indexing::Slice(), torch::indexing::Slice(1, 12, 2)})));
+    }
+  }
+  // No gradient needed, a one-pixel image, and float64 (ATen's copies) as well.
+  for (const auto& [n, c, h, w] : std::vector<std::array<int64_t, 4>>{{1, 3, 1, 1}, {2, 5, 3, 7}}) {
+    for (const auto dtype : {torch::kFloat, torch::kDouble}) {
+      const torch::Tensor a = torch::randn({n, c, h, w}, dtype).contiguous(torch::MemoryFormat::ChannelsLast);
+      const torch::Tensor b = torch::randn({n, c, h, w}, dtype).contiguous(torch::MemoryFormat::ChannelsLast);
+      torch::NoGradGuard no_grad;
+      CHECK(torch::equal(interleave_channels(a, b), reference(torch::cat({a, b}, 1), 2)));
+    }
   }
 }
 
