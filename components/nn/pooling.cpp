@@ -54,6 +54,12 @@ AdaptiveAvgPool2d::AdaptiveAvgPool2d(int64_t height, int64_t width)
 }
 
 torch::Tensor AdaptiveAvgPool2d::forward(const torch::Tensor& input) {
+  // The native kernel, not torch::adaptive_avg_pool2d: for a 1 x 1 output that one takes a
+  // mean, whose backward hands a channels_last input a contiguous gradient, and every op
+  // before it (ReLU, BN and conv backward) then runs its slow mixed-layout path.
+  if (input.layout() == torch::kStrided && !input.is_quantized()) {
+    return torch::_adaptive_avg_pool2d(input, {height_, width_});
+  }
   return torch::adaptive_avg_pool2d(input, {height_, width_});
 }
 
