@@ -137,6 +137,13 @@ TEST_CASE("Pooling, Flatten, Identity and Dropout equal their functionals", "[nn
   CHECK(close(gap(x), x.mean({2, 3}, true)));
   nn::AdaptiveAvgPool2d grid(2, 3);
   CHECK(close(grid(x), torch::adaptive_avg_pool2d(x, {2, 3})));
+  // A channels_last input gets its gradient (1 / HW everywhere) in channels_last.
+  auto x_cl = x.contiguous(at::MemoryFormat::ChannelsLast).requires_grad_();
+  const auto pooled = gap(x_cl);
+  CHECK(close(pooled, x.mean({2, 3}, true)));
+  const auto dx = torch::autograd::grad({pooled.sum()}, {x_cl})[0];
+  CHECK(dx.is_contiguous(at::MemoryFormat::ChannelsLast));
+  CHECK(torch::allclose(dx, torch::full_like(x, 1.0 / 72)));
 
   nn::Flatten flatten;
   auto cl = x.contiguous(at::MemoryFormat::ChannelsLast);  // .view would fail on this
@@ -205,6 +212,44 @@ TEST_CASE("ConvModule is conv -> bn -> activate with mmcv's names", "[nn]") {
                         bn.running_mean, bn.running_var, false, 0.1, 1e-5, false),
       0, 6);
   CHECK(close(block(x), expected));
+  // Eval mode folds the BN into the conv; with a hook on the BN it runs the three ops.
+  nn::ConvModule relu_block(nn::ConvModuleOptions(3, 8, 3).with_padding(1));
+  auto& rbn = *relu_block.bn();
+  {
+    torch::NoGradGuard no_grad;
+    rbn.running_mean.uniform_(-1, 1), rbn.running_var.uniform_(0.5, 2);
+    rbn.weight.uniform_(0.5, 1.5), rbn.bias.uniform_(-0.5, 0.5);
+  }
+  relu_block.eval();
+  auto relu_expected = torch::relu(torch::batch_norm(torch::conv2d(x, relu_block.conv().weight, {}, 1, 1), rbn.weight,
+                                                     rbn.bias, rbn.running_mean, rbn.running_var, false, 0.1, 1e-5,
+                                                     false));
+  CHECK(close(relu_block(x), relu_expected));
+  {
+    torch::NoGradGuard no_grad;
+    CHECK(close(relu_block(x), relu_expected));
+  }
+  torch::Tensor seen;
+  const auto handle = rbn.add_forward_hook([&](nn::Module&, const nn::Inputs&, torch::Tensor& out) { seen = out; });
+  CHECK(close(relu_block(x), relu_expected));
+  REQUIRE(seen.defined());  // the BN ran, and the in-place ReLU left its output alone
+  CHECK(close(seen, torch::batch_norm(torch::conv2d(x, relu_block.conv().weight, {}, 1, 1), rbn.weight, rbn.bias,
+                                      rbn.running_mean, rbn.running_var, false, 0.1, 1e-5, false)));
+  // Training mode (the ReLU in place on the BN's output): the gradients of the plain ops.
+  nn::ConvModule train_block(nn::ConvModuleOptions(3, 8, 3).with_padding(1));
+  train_block.train();
+  auto& tconv = train_block.conv();
+  auto& tbn = *train_block.bn();
+  auto xin = x.clone().requires_grad_();
+  const auto out = train_block(xin);
+  const auto plain = torch::relu(torch::batch_norm(torch::conv2d(xin, tconv.weight, {}, 1, 1), tbn.weight, tbn.bias,
+                                                   torch::Tensor(), torch::Tensor(), true, 0.1, 1e-5, false));
+  CHECK(close(out, plain));
+  const auto dout = torch::randn_like(out);
+  const auto got = torch::autograd::grad({out}, {xin, tconv.weight, tbn.weight, tbn.bias}, {dout});
+  const auto want = torch::autograd::grad({plain}, {xin, tconv.weight, tbn.weight, tbn.bias}, {dout});
+  for (size_t i = 0; i < got.size(); ++i) CHECK(close(got[i], want[i], 1e-4));
+
   nn::ConvModule linear(nn::ConvModuleOptions(3, 8, 1).with_norm(false).with_activation(""));
   CHECK(linear.bn() == nullptr);
   CHECK(linear.activate() == nullptr);
