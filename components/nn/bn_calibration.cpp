@@ -57,7 +57,7 @@ BNCalibrationReport calibrate(Model& model, const std::function<std::optional<Ba
     handles.push_back(sums[i].norm->add_forward_pre_hook([&sums, i](nn::Module&, nn::Inputs&) {
       sums[i].norm->running_mean.zero_();
       sums[i].norm->running_var.zero_();
-    }));
+    }, /*keeps_tensors=*/false));
     handles.push_back(sums[i].norm->add_forward_hook([&sums, i](nn::Module&, const nn::Inputs& in, torch::Tensor&) {
       const int64_t n = in.at(0).size(0);
       Sums& s = sums[i];
@@ -67,7 +67,7 @@ BNCalibrationReport calibrate(Model& model, const std::function<std::optional<Ba
       s.mean = s.mean.defined() ? s.mean + mean : mean;
       s.var = s.var.defined() ? s.var + var : var;
       s.count += n;
-    }));
+    }, /*keeps_tensors=*/false));
   }
   const bool was_training = model.is_training();
   model.train(true);

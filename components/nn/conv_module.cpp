@@ -44,8 +44,8 @@ torch::Tensor ConvModule::forward(const torch::Tensor& input) {
   // With nobody holding the conv's or the BN's output, the ReLU overwrites that fresh tensor
   // (torchvision's inplace=True): neither the conv's nor the BN's backward reads its output,
   // and autograd's version check would refuse the in-place step if one did.
-  const bool output_unwatched = conv_->num_hooks() == 0 && (!bn_ || bn_->num_hooks() == 0);
-  if (output_unwatched && activate_->num_hooks() == 0 && dynamic_cast<ReLU*>(activate_.get())) {
+  const bool output_unwatched = conv_->num_tensor_hooks() == 0 && (!bn_ || bn_->num_tensor_hooks() == 0);
+  if (output_unwatched && activate_->num_tensor_hooks() == 0 && dynamic_cast<ReLU*>(activate_.get())) {
     return x.relu_();
   }
   return (*activate_)(x);

@@ -46,30 +46,36 @@ torch::Tensor Module::forward_inputs(const Inputs& inputs) {
   return forward(inputs[0]);
 }
 
-HookHandle Module::add_forward_pre_hook(PreHook hook) {
+HookHandle Module::add_forward_pre_hook(PreHook hook, bool keeps_tensors) {
   const int64_t id = hooks_->next_id++;
   hooks_->pre.emplace_back(id, std::move(hook));
+  if (!keeps_tensors) hooks_->blind.push_back(id);
   std::weak_ptr<Hooks> weak = hooks_;
   return HookHandle(hooks_, [weak, id] {
     if (auto hooks = weak.lock()) {
       auto& list = hooks->pre;
+      const auto size = list.size();
       list.erase(std::remove_if(list.begin(), list.end(),
                                 [id](const auto& item) { return item.first == id; }),
                  list.end());
+      if (list.size() != size) hooks->blind.erase(std::remove(hooks->blind.begin(), hooks->blind.end(), id), hooks->blind.end());
     }
   });
 }
 
-HookHandle Module::add_forward_hook(PostHook hook) {
+HookHandle Module::add_forward_hook(PostHook hook, bool keeps_tensors) {
   const int64_t id = hooks_->next_id++;
   hooks_->post.emplace_back(id, std::move(hook));
+  if (!keeps_tensors) hooks_->blind.push_back(id);
   std::weak_ptr<Hooks> weak = hooks_;
   return HookHandle(hooks_, [weak, id] {
     if (auto hooks = weak.lock()) {
       auto& list = hooks->post;
+      const auto size = list.size();
       list.erase(std::remove_if(list.begin(), list.end(),
                                 [id](const auto& item) { return item.first == id; }),
                  list.end());
+      if (list.size() != size) hooks->blind.erase(std::remove(hooks->blind.begin(), hooks->blind.end(), id), hooks->blind.end());
     }
   });
 }

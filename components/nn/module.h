@@ -47,9 +47,14 @@ class Module : public torch::nn::Module {
   /// N-ary call (Add, Concat, Mul, losses): pre hooks -> forward_inputs -> post hooks.
   torch::Tensor operator()(Inputs inputs);
 
-  HookHandle add_forward_pre_hook(PreHook hook);
-  HookHandle add_forward_hook(PostHook hook);
+  /// `keeps_tensors` = false declares a hook that neither keeps nor changes the tensors it
+  /// is given (BN re-estimation, which reads the BN's statistics): ops may then overwrite
+  /// those tensors in place.
+  HookHandle add_forward_pre_hook(PreHook hook, bool keeps_tensors = true);
+  HookHandle add_forward_hook(PostHook hook, bool keeps_tensors = true);
   size_t num_hooks() const;
+  /// The hooks that may keep or change the tensors they see.
+  size_t num_tensor_hooks() const { return num_hooks() - hooks_->blind.size(); }
 
   /// Dotted path in the model, e.g. "backbone.layer1.0.conv1" ("" for the root or a
   /// module not yet named by `assign_paths`).
@@ -68,6 +73,7 @@ class Module : public torch::nn::Module {
   struct Hooks {
     std::vector<std::pair<int64_t, PreHook>> pre;
     std::vector<std::pair<int64_t, PostHook>> post;
+    std::vector<int64_t> blind;  // ids of the hooks registered with keeps_tensors = false
     int64_t next_id = 0;
   };
   std::shared_ptr<Hooks> hooks_;

@@ -58,6 +58,22 @@ TEST_CASE("A pre hook can replace the input and a post hook the output", "[nn]")
   post.remove();  // twice is fine
   CHECK(relu.num_hooks() == 0);
   CHECK(torch::equal(relu(x), torch::relu(x)));
+  // Hooks that keep no tensors are counted apart, and their removal too.
+  int calls = 0;
+  auto blind_pre = relu.add_forward_pre_hook([&](nn::Module&, nn::Inputs&) { ++calls; }, /*keeps_tensors=*/false);
+  auto blind_post = relu.add_forward_hook([&](nn::Module&, const nn::Inputs&, torch::Tensor&) { ++calls; }, false);
+  auto keeping = relu.add_forward_hook([&](nn::Module&, const nn::Inputs&, torch::Tensor& out) { seen_output = out; });
+  CHECK(relu.num_hooks() == 3);
+  CHECK(relu.num_tensor_hooks() == 1);
+  relu(x);
+  CHECK(calls == 2);
+  keeping.remove();
+  CHECK(relu.num_tensor_hooks() == 0);
+  blind_pre.remove();
+  blind_post.remove();
+  blind_post.remove();
+  CHECK(relu.num_hooks() == 0);
+  CHECK(relu.num_tensor_hooks() == 0);
 }
 
 TEST_CASE("Hooks of multi-input ops see the list, a removed module's handle is harmless", "[nn]") {
