@@ -24,7 +24,7 @@ torch::Tensor shuffle_channels(const torch::Tensor& x, int64_t groups) {
   // One copy into a tensor of x's memory format; splitting the channel dimension is a view
   // in either format, where a reshape after the transpose would return a contiguous one.
   torch::Tensor out = torch::empty_like(x, x.suggest_memory_format());
-  out.view({n, c / groups, groups, h, w}).copy_(x.view({n, groups, c / groups, h, w}).transpose(1, 2));
+  out.view({n, c / groups, groups, h, w}).copy_(x.reshape({n, groups, c / groups, h, w}).transpose(1, 2));
   return out;
 }
 
