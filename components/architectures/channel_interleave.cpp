@@ -102,8 +102,8 @@ torch::Tensor interleave_by_copies(const torch::Tensor& a, const torch::Tensor& 
 
 torch::Tensor interleave_channels(const torch::Tensor& a, const torch::Tensor& b) {
   RAZOR_ASSERT(a.dim() == 4 && a.sizes() == b.sizes());
-  const bool fused = fused_applies(a) && fused_applies(b) && b.scalar_type() == a.scalar_type() &&
-                     a.suggest_memory_format() == torch::MemoryFormat::ChannelsLast;
+  const bool fused =
+      fused_applies(a) && fused_applies(b) && a.suggest_memory_format() == torch::MemoryFormat::ChannelsLast;
   if (!fused) return interleave_by_copies(a, b);
   if (torch::GradMode::is_enabled() && (a.requires_grad() || b.requires_grad())) {
     return InterleaveChannels::apply(a, b);

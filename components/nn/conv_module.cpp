@@ -26,7 +26,7 @@ bool ConvModule::fuses_for_inference() const {
   // Only where the fused op computes exactly what the three would (up to rounding): no
   // hooks that watch the conv's or the BN's output, no compression step on the weight.
   return bn_ && !is_training() && !bn_->is_training() && conv_->num_hooks() == 0 && bn_->num_hooks() == 0 &&
-         !conv_->folded_bn() && !conv_->out_channel_mask().defined() && !conv_->weight_fake_quant();
+         !conv_->has_weight_steps();
 }
 
 torch::Tensor ConvModule::forward(const torch::Tensor& input) {

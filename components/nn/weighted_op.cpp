@@ -78,7 +78,7 @@ EffectiveWeight WeightedOp::effective_weight() {
 }
 
 torch::Tensor WeightedOp::forward(const torch::Tensor& input) {
-  if (!folded_bn_ && !out_channel_mask_.defined() && !weight_fake_quant_) return apply(input, weight, bias);
+  if (!has_weight_steps()) return apply(input, weight, bias);
   const EffectiveWeight e = effective_weight();
   torch::Tensor out = apply(input, e.weight, e.bias);
   if (e.output_divisor.defined()) {

@@ -51,6 +51,9 @@ class WeightedOp : public Module {
   void set_weight_fake_quant(std::shared_ptr<Module> fake_quant);
   Module* weight_fake_quant() const { return weight_fake_quant_.get(); }
 
+  /// Whether any of the steps above acts on the weight (else forward uses it as it is).
+  bool has_weight_steps() const { return folded_bn_ || out_channel_mask_.defined() || weight_fake_quant_; }
+
   /// The weight and bias after the steps above.
   EffectiveWeight effective_weight();
 
