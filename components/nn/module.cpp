@@ -29,10 +29,10 @@ torch::Tensor Module::operator()(Inputs inputs) {
 torch::Tensor Module::call_hooked(Inputs inputs, bool unary) {
   // Copy the lists: a hook may remove itself (or others) while running.
   const auto pre = hooks_->pre;
-  for (const auto& item : pre) item.second(*this, inputs);
+  for (const auto& item : pre) item.hook(*this, inputs);
   torch::Tensor output = unary ? forward(inputs.at(0)) : forward_inputs(inputs);
   const auto post = hooks_->post;
-  for (const auto& item : post) item.second(*this, inputs, output);
+  for (const auto& item : post) item.hook(*this, inputs, output);
   return output;
 }
 
@@ -46,41 +46,35 @@ torch::Tensor Module::forward_inputs(const Inputs& inputs) {
   return forward(inputs[0]);
 }
 
-HookHandle Module::add_forward_pre_hook(PreHook hook, bool keeps_tensors) {
+template <class Hook>
+HookHandle Module::add_hook(std::vector<Registered<Hook>> Hooks::*list, Hook hook, bool keeps_tensors) {
   const int64_t id = hooks_->next_id++;
-  hooks_->pre.emplace_back(id, std::move(hook));
-  if (!keeps_tensors) hooks_->blind.push_back(id);
+  ((*hooks_).*list).push_back({id, std::move(hook), keeps_tensors});
   std::weak_ptr<Hooks> weak = hooks_;
-  return HookHandle(hooks_, [weak, id] {
+  return HookHandle(hooks_, [weak, list, id] {
     if (auto hooks = weak.lock()) {
-      auto& list = hooks->pre;
-      const auto size = list.size();
-      list.erase(std::remove_if(list.begin(), list.end(),
-                                [id](const auto& item) { return item.first == id; }),
-                 list.end());
-      if (list.size() != size) hooks->blind.erase(std::remove(hooks->blind.begin(), hooks->blind.end(), id), hooks->blind.end());
+      auto& entries = (*hooks).*list;
+      entries.erase(std::remove_if(entries.begin(), entries.end(), [id](const auto& e) { return e.id == id; }),
+                    entries.end());
     }
   });
+}
+
+HookHandle Module::add_forward_pre_hook(PreHook hook, bool keeps_tensors) {
+  return add_hook(&Hooks::pre, std::move(hook), keeps_tensors);
 }
 
 HookHandle Module::add_forward_hook(PostHook hook, bool keeps_tensors) {
-  const int64_t id = hooks_->next_id++;
-  hooks_->post.emplace_back(id, std::move(hook));
-  if (!keeps_tensors) hooks_->blind.push_back(id);
-  std::weak_ptr<Hooks> weak = hooks_;
-  return HookHandle(hooks_, [weak, id] {
-    if (auto hooks = weak.lock()) {
-      auto& list = hooks->post;
-      const auto size = list.size();
-      list.erase(std::remove_if(list.begin(), list.end(),
-                                [id](const auto& item) { return item.first == id; }),
-                 list.end());
-      if (list.size() != size) hooks->blind.erase(std::remove(hooks->blind.begin(), hooks->blind.end(), id), hooks->blind.end());
-    }
-  });
+  return add_hook(&Hooks::post, std::move(hook), keeps_tensors);
 }
 
 size_t Module::num_hooks() const { return hooks_->pre.size() + hooks_->post.size(); }
+
+size_t Module::num_tensor_hooks() const {
+  const auto keeping = [](const auto& e) { return e.keeps_tensors; };
+  return std::count_if(hooks_->pre.begin(), hooks_->pre.end(), keeping) +
+         std::count_if(hooks_->post.begin(), hooks_->post.end(), keeping);
+}
 
 // Never include_self: that needs shared_from_this, which a module on the stack lacks.
 void assign_paths(torch::nn::Module& root) {

@@ -54,7 +54,7 @@ class Module : public torch::nn::Module {
   HookHandle add_forward_hook(PostHook hook, bool keeps_tensors = true);
   size_t num_hooks() const;
   /// The hooks that may keep or change the tensors they see.
-  size_t num_tensor_hooks() const { return num_hooks() - hooks_->blind.size(); }
+  size_t num_tensor_hooks() const;
 
   /// Dotted path in the model, e.g. "backbone.layer1.0.conv1" ("" for the root or a
   /// module not yet named by `assign_paths`).
@@ -70,12 +70,20 @@ class Module : public torch::nn::Module {
  private:
   torch::Tensor call_hooked(Inputs inputs, bool unary);
 
+  template <class Hook>
+  struct Registered {
+    int64_t id;
+    Hook hook;
+    bool keeps_tensors;
+  };
   struct Hooks {
-    std::vector<std::pair<int64_t, PreHook>> pre;
-    std::vector<std::pair<int64_t, PostHook>> post;
-    std::vector<int64_t> blind;  // ids of the hooks registered with keeps_tensors = false
+    std::vector<Registered<PreHook>> pre;
+    std::vector<Registered<PostHook>> post;
     int64_t next_id = 0;
   };
+  /// Appends to one of hooks_'s lists; the handle removes that entry again.
+  template <class Hook>
+  HookHandle add_hook(std::vector<Registered<Hook>> Hooks::*list, Hook hook, bool keeps_tensors);
   std::shared_ptr<Hooks> hooks_;
   std::string path_;
 };
