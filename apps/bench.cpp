@@ -134,36 +134,56 @@ Json bench_w1(const BenchOptions& options) {
 }
 
 /// W4: candidates scored per second (BN re-estimation + top-1), over 20 random candidates
-/// after 2 warm-up ones, with the search loop's own scoring.
+/// after 2 warm-up ones, with the search loop's own scoring. Each repeat also times the same
+/// candidates with the stage-output cache off ("without_prefix_cache"), and says which
+/// share of the stages the cache served ("stages_reused").
 Json bench_w4(const BenchOptions& options) {
   const std::string work_dir = (fs::temp_directory_path() / "razor_bench_W4").string();
-  std::vector<double> values;
+  std::vector<double> values, uncached;
+  double reused_share = 0;
   std::string device;
   int threads = 0;
-  for (int r = 0; r < options.repeats; ++r) {
+  auto candidates_per_s = [&](bool cached, int r) {
     RunnerOptions runner_options;
     runner_options.write_files = false;
     runner_options.log_level = "error";
-    Runner runner(bench_config(options, "w4_search.toml", work_dir), runner_options);
+    auto config = bench_config(options, "w4_search.toml", work_dir);
+    if (!cached) apply_overrides(*config, {"train_cfg.prefix_cache_mb=0"});
+    Runner runner(config, runner_options);
     auto* loop = dynamic_cast<EvolutionSearchLoop*>(&runner.train_loop());
     auto* nas = dynamic_cast<NasAlgorithm*>(&runner.model());
     RAZOR_ASSERT(loop && nas);
-    std::vector<Json> candidates;
-    for (int i = 0; i < 22; ++i) candidates.push_back(nas->mutator().sample_choices("random"));
-    for (int i = 0; i < 2; ++i) loop->score(candidates[i]);
+    std::vector<Json> warm_up, candidates;
+    for (int i = 0; i < 2; ++i) warm_up.push_back(nas->mutator().sample_choices("random"));
+    for (int i = 0; i < 20; ++i) candidates.push_back(nas->mutator().sample_choices("random"));
+    loop->score(warm_up);
     synchronize(runner.device());
+    const SubnetPrefixCache* cache = loop->prefix_cache();
+    const int64_t reused_before = cache ? cache->reused_stages() : 0;
+    const int64_t computed_before = cache ? cache->computed_stages() : 0;
     const auto start = std::chrono::steady_clock::now();
     {
-      const ProfileScope scope(options, "W4", r);
-      for (int i = 2; i < 22; ++i) loop->score(candidates[i]);
+      const ProfileScope scope(options, cached ? "W4" : "W4_without_prefix_cache", r);
+      loop->score(candidates);
       synchronize(runner.device());
     }
-    values.push_back(20.0 / std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (cache) {
+      const auto reused = static_cast<double>(cache->reused_stages() - reused_before);
+      reused_share = reused / (reused + static_cast<double>(cache->computed_stages() - computed_before));
+    }
     device = runner.device().str();
     threads = torch::get_num_threads();
+    return 20.0 / seconds;
+  };
+  for (int r = 0; r < options.repeats; ++r) {
+    values.push_back(candidates_per_s(true, r));
+    uncached.push_back(candidates_per_s(false, r));
   }
   return {{"workload", "W4"}, {"metric", "candidates_per_s"}, {"value", median(values)}, {"device", device},
-          {"threads", threads}, {"ranks", dist::world_size()}, {"repeats", values}};
+          {"threads", threads}, {"ranks", dist::world_size()}, {"repeats", values},
+          {"without_prefix_cache", median(uncached)}, {"without_prefix_cache_repeats", uncached},
+          {"stages_reused", reused_share}};
 }
 
 /// W5: seconds of PTQ calibration (32 batches of 128) plus one quantised evaluation of the

@@ -181,7 +181,32 @@ void EvolutionSearchLoop::read_batches() {
   if (!fits) {
     calibration_batches_.clear();
     val_batches_.clear();
+    return;
   }
+  if (options_.prefix_cache_mb > 0) {
+    stages_ = SubnetPrefixCache::stages_of(runner_.model());
+    if (!stages_.empty()) prefix_cache_ = std::make_unique<SubnetPrefixCache>(options_.prefix_cache_mb << 20);
+  }
+}
+
+std::vector<size_t> EvolutionSearchLoop::sharing_order(const std::vector<Json>& choices) {
+  std::vector<size_t> order(choices.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  if (!batches_read_) read_batches();
+  if (!prefix_cache_) return order;
+  std::vector<std::vector<std::string>> keys;
+  for (const Json& c : choices) {
+    algorithm().mutator().set_choices(c);
+    keys.push_back(SubnetPrefixCache::stage_keys(stages_));
+  }
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+  return order;
+}
+
+std::vector<double> EvolutionSearchLoop::score(const std::vector<Json>& choices) {
+  std::vector<double> scores(choices.size());
+  for (size_t i : sharing_order(choices)) scores[i] = evaluate(choices[i]);
+  return scores;
 }
 
 double EvolutionSearchLoop::evaluate(const Json& choices) {
@@ -190,6 +215,18 @@ double EvolutionSearchLoop::evaluate(const Json& choices) {
   Model& model = runner_.model();
   if (!batches_read_) read_batches();
   auto to_device = [this](const Batch& b) { return runner_.to_device(b); };
+  if (prefix_cache_) {
+    std::vector<torch::Tensor> calibration, eval;
+    if (options_.calibrate_sample_num > 0) {
+      for (const Batch& b : calibration_batches_) calibration.push_back(b.inputs);
+    }
+    for (const Batch& b : val_batches_) eval.push_back(b.inputs);
+    const std::vector<torch::Tensor> scores = prefix_cache_->predict(model, stages_, calibration, eval);
+    Evaluator& evaluator = runner_.val_evaluator();
+    evaluator.reset();
+    for (size_t i = 0; i < val_batches_.size(); ++i) evaluator.process(scores[i], val_batches_[i]);
+    return score_of(evaluator.compute(/*across_ranks=*/false));
+  }
   if (options_.calibrate_sample_num > 0) {
     if (batches_cached_) {
       calibrate_bn_statistics(model, calibration_batches_, options_.calibrate_sample_num);
@@ -217,7 +254,10 @@ double EvolutionSearchLoop::evaluate(const Json& choices) {
     }
   }
   model.train(was_training);
-  const Metrics metrics = evaluator.compute(/*across_ranks=*/false);
+  return score_of(evaluator.compute(/*across_ranks=*/false));
+}
+
+double EvolutionSearchLoop::score_of(const Metrics& metrics) const {
   auto it = metrics.find(options_.score_key);
   if (it == metrics.end()) {
     std::vector<std::string> keys;
@@ -233,7 +273,10 @@ std::vector<double> EvolutionSearchLoop::score_split(const std::vector<Json>& ch
                                                      bool predict) {
   const int world = dist::world_size(), rank = dist::rank();
   Json mine = Json::object();
-  for (size_t j = static_cast<size_t>(rank); j < choices.size(); j += static_cast<size_t>(world)) {
+  // Every rank orders alike, then takes every world-th: neighbours still share stages.
+  const std::vector<size_t> order = predict ? std::vector<size_t>() : sharing_order(choices);
+  for (size_t k = static_cast<size_t>(rank); k < choices.size(); k += static_cast<size_t>(world)) {
+    const size_t j = predict ? k : order[k];
     mine[std::to_string(j)] = predict ? predictor_->predict(choices[j]) : evaluate(choices[j]);
   }
   std::vector<double> scores(choices.size(), 0.0);
@@ -661,6 +704,8 @@ void register_evolution_search_loop() {
     o.max_sample_tries = positive("max_sample_tries", o.max_sample_tries);
     o.cache_batches_mb = args.get<int64_t>("cache_batches_mb", o.cache_batches_mb);
     if (o.cache_batches_mb < 0) args.fail("cache_batches_mb", "must be >= 0 (0: no cache)");
+    o.prefix_cache_mb = args.get<int64_t>("prefix_cache_mb", o.prefix_cache_mb);
+    if (o.prefix_cache_mb < 0) args.fail("prefix_cache_mb", "must be >= 0 (0: no cache)");
     if (args.has("constraints_range")) {
       o.constraints_range.clear();
       Args ranges = args.sub("constraints_range");

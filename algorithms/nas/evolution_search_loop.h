@@ -34,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "algorithms/nas/subnet_prefix_cache.h"
 #include "components/estimators/resource_estimator.h"
 #include "components/predictors/metric_predictor.h"
 #include "engine/loop.h"
@@ -65,6 +66,10 @@ struct EvolutionSearchOptions {
   /// Device memory (MiB) for keeping the calibration and evaluation batches between
   /// candidates instead of reading them again (0: always read).
   int64_t cache_batches_mb = 1024;
+  /// Memory (MiB) for keeping the outputs of the stages a subnet shares with the one scored
+  /// before it, so that the next is scored from there (SubnetPrefixCache; needs the batches
+  /// cached; 0: every subnet from the input).
+  int64_t prefix_cache_mb = 1024;
   ResourceEstimatorOptions estimator;
 };
 
@@ -94,6 +99,11 @@ class EvolutionSearchLoop : public TrainLoop {
   /// Scores one subnet ({group key: choice}) on this rank, as the search does: BN
   /// re-estimation (if configured), then the metric on the whole evaluation set.
   double score(const Json& choices) { return evaluate(choices); }
+  /// Scores several subnets on this rank, as the search does (in the order of their stage
+  /// keys, so that neighbours share the most stages), returned in the order given.
+  std::vector<double> score(const std::vector<Json>& choices);
+  /// The stage-output cache (null before the first evaluation or when it does not apply).
+  const SubnetPrefixCache* prefix_cache() const { return prefix_cache_.get(); }
   const EvolutionSearchOptions& options() const { return options_; }
   /// The predictor (null without predictor_cfg).
   const MetricPredictor* predictor() const { return predictor_.get(); }
@@ -121,6 +131,10 @@ class EvolutionSearchLoop : public TrainLoop {
   /// Sets `choices` and checks the constraints, remembering the resources.
   bool meets_constraints(SearchCandidate& candidate);
   double evaluate(const Json& choices);
+  /// The score_key metric of `metrics`; a missing one is a config error listing them.
+  double score_of(const Metrics& metrics) const;
+  /// Indices of `choices` in the order that shares the most stages from one to the next.
+  std::vector<size_t> sharing_order(const std::vector<Json>& choices);
   Json crossover(const Json& a, const Json& b, double prob);
 
   void save_checkpoint();
@@ -150,6 +164,9 @@ class EvolutionSearchLoop : public TrainLoop {
   std::vector<Batch> calibration_batches_, val_batches_;
   bool batches_read_ = false, batches_cached_ = false;
   void read_batches();
+  /// Set up with the cached batches when the model is a chain of stages (prefix_cache_mb).
+  std::unique_ptr<SubnetPrefixCache> prefix_cache_;
+  std::vector<PredictStage> stages_;
   /// Whether the predictor is fitted and scores candidates.
   bool predicting_ = false;
 };

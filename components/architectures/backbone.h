@@ -36,6 +36,12 @@ class Backbone : public nn::Module {
   virtual BackboneOutputs forward_outputs(const torch::Tensor& input) {
     return {{(*this)(input)}, torch::Tensor()};
   }
+
+  /// When forward is a chain of child modules, those modules in order: forward(x) equals
+  /// stages[n-1](... stages[0](x)), each called through its hooks. Empty when it is not.
+  /// A search that scores many subnets of one supernet evaluates stage by stage and keeps a
+  /// stage's outputs for the next subnet that shares every choice up to it (SubnetPrefixCache).
+  virtual std::vector<nn::Module*> sequential_stages() { return {}; }
 };
 
 }  // namespace razor

@@ -54,6 +54,21 @@ torch::Tensor ImageClassifier::predict(const Batch& batch) {
   return torch::softmax(forward_tensor(batch.inputs), 1);
 }
 
+std::vector<PredictStage> ImageClassifier::predict_stages() {
+  if (!typed_backbone_) return {};
+  std::vector<PredictStage> stages;
+  for (nn::Module* module : typed_backbone_->sequential_stages()) {
+    stages.push_back({{module}, [module](const torch::Tensor& x) { return (*module)(x); }});
+  }
+  if (stages.empty()) return {};
+  PredictStage last{{head_.get()}, [this](const torch::Tensor& x) {
+                      return torch::softmax((*head_)(neck_ ? (*neck_)(x) : x), 1);
+                    }};
+  if (neck_) last.modules.insert(last.modules.begin(), neck_.get());
+  stages.push_back(std::move(last));
+  return stages;
+}
+
 torch::Tensor ImageClassifier::forward_tensor(const torch::Tensor& inputs) {
   return (*head_)(extract_feat(inputs));
 }

@@ -2,7 +2,9 @@
 // mmcls's ImageClassifier: backbone -> [neck] -> head, as a razor Model the runner trains.
 // Children are named "backbone", "neck", "head", so parameters read
 // "backbone.layer1.0.conv1.weight", "head.fc.bias", as in mmcls checkpoints.
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "components/architectures/batch_augments.h"
 #include "components/architectures/cls_head.h"
@@ -10,6 +12,13 @@
 #include "engine/model.h"
 
 namespace razor {
+
+/// One step of a chained predict: `run` applies `modules` (whose parameters, BatchNorms and
+/// mutables it uses) to the previous step's output.
+struct PredictStage {
+  std::vector<nn::Module*> modules;
+  std::function<torch::Tensor(const torch::Tensor&)> run;
+};
 
 class ImageClassifier : public Model {
  public:
@@ -32,6 +41,10 @@ class ImageClassifier : public Model {
   torch::Tensor predict(const Batch& batch) override;
   /// Logits, N x num_classes.
   torch::Tensor forward_tensor(const torch::Tensor& inputs) override;
+
+  /// predict as a chain: one step per stage of the backbone (Backbone::sequential_stages),
+  /// then neck, head and softmax as the last step. Empty when the backbone is no chain.
+  std::vector<PredictStage> predict_stages();
 
   nn::Module& backbone() const { return *backbone_; }
   /// Null without a neck.

@@ -65,6 +65,15 @@ SearchableMobileNetV2::SearchableMobileNetV2(const SearchableMobileNetV2Options&
                                             .with_activation("ReLU6")));
 }
 
+std::vector<nn::Module*> SearchableMobileNetV2::sequential_stages() {
+  std::vector<nn::Module*> stages = {conv1_.get()};
+  for (const auto& layer : layers_) {
+    for (const auto& block : *layer) stages.push_back(block.get());
+  }
+  stages.push_back(conv2_.get());
+  return stages;
+}
+
 torch::Tensor SearchableMobileNetV2::forward(const torch::Tensor& input) {
   torch::Tensor x = (*conv1_)(input);
   for (const auto& layer : layers_) x = (*layer)(x);

@@ -53,6 +53,8 @@ class SearchableMobileNetV2 : public Backbone {
                                                                  int64_t, int64_t)>;
   SearchableMobileNetV2(const SearchableMobileNetV2Options& options, const BlockFactory& blocks);
   int64_t out_channels() const override { return options_.last_channels; }
+  /// conv1, every block of every stage, then conv2.
+  std::vector<nn::Module*> sequential_stages() override;
 
  protected:
   torch::Tensor forward(const torch::Tensor& input) override;

@@ -61,6 +61,18 @@ void SearchableShuffleNetV2::init_weights() {
   }
 }
 
+std::vector<nn::Module*> SearchableShuffleNetV2::sequential_stages() {
+  std::vector<nn::Module*> stages = {conv1_.get()};
+  for (const auto& item : *layers_) {
+    if (auto* stage = dynamic_cast<nn::Sequential*>(item.get())) {
+      for (const auto& block : *stage) stages.push_back(block.get());
+    } else {
+      stages.push_back(item.get());
+    }
+  }
+  return stages;
+}
+
 torch::Tensor SearchableShuffleNetV2::forward(const torch::Tensor& input) {
   return (*layers_)((*conv1_)(input));
 }

@@ -39,6 +39,8 @@ class SearchableShuffleNetV2 : public Backbone {
   int64_t out_channels() const override { return out_channels_; }
   const SearchableShuffleNetV2Options& options() const { return options_; }
   nn::Sequential& layers() const { return *layers_; }
+  /// conv1, every block of every stage, then the last conv.
+  std::vector<nn::Module*> sequential_stages() override;
 
  protected:
   torch::Tensor forward(const torch::Tensor& input) override;

@@ -5,11 +5,94 @@
 #include <optional>
 #include <vector>
 
-#include "components/nn/batch_norm.h"
 #include "engine/dist.h"
 #include "engine/error.h"
 
 namespace razor {
+
+BNStatisticsRecorder::BNStatisticsRecorder(std::vector<nn::BatchNorm2d*> norms)
+    : norms_(std::move(norms)),
+      mean_sums_(norms_.size()),
+      var_sums_(norms_.size()),
+      counts_(norms_.size(), 0),
+      batches_(norms_.size(), 0) {
+  // Each BN computes its batch's mean and unbiased variance in its training forward anyway:
+  // with momentum 1 its running statistics become exactly those, read after the batch. A
+  // second pass over the input (var_mean) cost more than the forward itself.
+  for (size_t i = 0; i < norms_.size(); ++i) {
+    nn::BatchNorm2d* norm = norms_[i];
+    momenta_.push_back(norm->momentum());
+    syncs_.push_back(norm->sync_across_ranks());
+    norm->set_momentum(1.0);
+    norm->set_sync_across_ranks(false);
+    // (1 - momentum) * running is 0 only for finite running values: start each batch clean.
+    handles_.push_back(norm->add_forward_pre_hook([norm](nn::Module&, nn::Inputs&) {
+      norm->running_mean.zero_();
+      norm->running_var.zero_();
+    }, /*keeps_tensors=*/false));
+    handles_.push_back(norm->add_forward_hook([this, i](nn::Module&, const nn::Inputs& in, torch::Tensor&) {
+      const int64_t n = in.at(0).size(0);
+      // Only the per-channel results are summed in double.
+      const torch::Tensor mean = norms_[i]->running_mean.to(torch::kDouble) * static_cast<double>(n);
+      const torch::Tensor var = norms_[i]->running_var.to(torch::kDouble) * static_cast<double>(n);
+      mean_sums_[i] = mean_sums_[i].defined() ? mean_sums_[i] + mean : mean;
+      var_sums_[i] = var_sums_[i].defined() ? var_sums_[i] + var : var;
+      counts_[i] += n;
+      ++batches_[i];
+    }, /*keeps_tensors=*/false));
+  }
+}
+
+BNStatisticsRecorder::~BNStatisticsRecorder() { stop(); }
+
+void BNStatisticsRecorder::stop() {
+  if (!recording_) return;
+  recording_ = false;
+  for (auto& h : handles_) h.remove();
+  for (size_t i = 0; i < norms_.size(); ++i) {
+    norms_[i]->set_momentum(momenta_[i]);
+    norms_[i]->set_sync_across_ranks(syncs_[i]);
+  }
+}
+
+int64_t BNStatisticsRecorder::apply(bool across_ranks) {
+  stop();
+  torch::NoGradGuard no_grad;
+  int64_t set = 0;
+  for (size_t i = 0; i < norms_.size(); ++i) {
+    nn::BatchNorm2d* norm = norms_[i];
+    torch::Tensor mean = mean_sums_[i], var = var_sums_[i];
+    int64_t count = counts_[i];
+    // Every rank must take part in the same reductions: a BatchNorm that ran nowhere has
+    // count 0 everywhere (the subnet is the same on every rank).
+    if (across_ranks && dist::world_size() > 1) {
+      torch::Tensor total = torch::full({1}, count, torch::kDouble);
+      dist::all_reduce(total);
+      if (total.item<double>() == 0) continue;
+      const int64_t c = norm->num_features();
+      torch::Tensor packed = count ? torch::cat({mean, var}) : torch::zeros({2 * c}, torch::kDouble);
+      dist::all_reduce(packed);
+      mean = packed.narrow(0, 0, c);
+      var = packed.narrow(0, c, c);
+      count = static_cast<int64_t>(total.item<double>());
+    }
+    if (count == 0) continue;
+    norm->running_mean.copy_(mean / static_cast<double>(count));
+    norm->running_var.copy_(var / static_cast<double>(count));
+    ++set;
+  }
+  return set;
+}
+
+std::vector<nn::BatchNorm2d*> batch_norms(torch::nn::Module& root) {
+  std::vector<nn::BatchNorm2d*> out;
+  // modules(include_self) would need `root` held by a shared_ptr.
+  if (auto* norm = dynamic_cast<nn::BatchNorm2d*>(&root)) out.push_back(norm);
+  for (const auto& module : root.modules(/*include_self=*/false)) {
+    if (auto* norm = dynamic_cast<nn::BatchNorm2d*>(module.get())) out.push_back(norm);
+  }
+  return out;
+}
 
 namespace {
 
@@ -19,97 +102,26 @@ BNCalibrationReport calibrate(Model& model, const std::function<std::optional<Ba
                               int64_t num_samples, bool across_ranks) {
   RAZOR_CHECK(num_samples > 0, "BN calibration needs a positive number of samples, got ",
               num_samples);
-  struct Sums {
-    nn::BatchNorm2d* norm;
-    torch::Tensor mean, var;  // sample-weighted sums (double)
-    int64_t count = 0;
-  };
-  std::vector<Sums> sums;
-  std::vector<nn::HookHandle> handles;
-  for (const auto& module : model.modules(/*include_self=*/false)) {
-    auto* norm = dynamic_cast<nn::BatchNorm2d*>(module.get());
-    if (!norm) continue;
-    sums.push_back({norm, {}, {}, 0});
-  }
-  // Each BN computes its batch's mean and unbiased variance in its training forward anyway:
-  // with momentum 1 (and no cross-rank sync, each rank calibrates on its own images) its
-  // running statistics become exactly those, read after the batch. A second pass over the
-  // input (var_mean) cost more than the forward itself.
-  struct Saved {
-    double momentum;
-    bool sync;
-  };
-  std::vector<Saved> saved;
-  for (auto& s : sums) {
-    saved.push_back({s.norm->momentum(), s.norm->sync_across_ranks()});
-    s.norm->set_momentum(1.0);
-    s.norm->set_sync_across_ranks(false);
-  }
-  auto restore = [&] {
-    for (auto& h : handles) h.remove();
-    for (size_t i = 0; i < sums.size(); ++i) {
-      sums[i].norm->set_momentum(saved[i].momentum);
-      sums[i].norm->set_sync_across_ranks(saved[i].sync);
-    }
-  };
-  for (size_t i = 0; i < sums.size(); ++i) {
-    // (1 - momentum) * running is 0 only for finite running values: start each batch clean.
-    handles.push_back(sums[i].norm->add_forward_pre_hook([&sums, i](nn::Module&, nn::Inputs&) {
-      sums[i].norm->running_mean.zero_();
-      sums[i].norm->running_var.zero_();
-    }, /*keeps_tensors=*/false));
-    handles.push_back(sums[i].norm->add_forward_hook([&sums, i](nn::Module&, const nn::Inputs& in, torch::Tensor&) {
-      const int64_t n = in.at(0).size(0);
-      Sums& s = sums[i];
-      // Only the per-channel results are summed in double.
-      const torch::Tensor mean = s.norm->running_mean.to(torch::kDouble) * static_cast<double>(n);
-      const torch::Tensor var = s.norm->running_var.to(torch::kDouble) * static_cast<double>(n);
-      s.mean = s.mean.defined() ? s.mean + mean : mean;
-      s.var = s.var.defined() ? s.var + var : var;
-      s.count += n;
-    }, /*keeps_tensors=*/false));
-  }
   const bool was_training = model.is_training();
-  model.train(true);
-  int64_t seen = 0;
-  try {
-    torch::NoGradGuard no_grad;
-    while (seen < num_samples) {
-      auto batch = next();
-      if (!batch) break;
-      const int64_t keep = std::min<int64_t>(batch->size(), num_samples - seen);
-      model.predict(keep < batch->size() ? first_samples(*batch, keep) : *batch);
-      seen += keep;
-    }
-  } catch (...) {
-    restore();
-    model.train(was_training);
-    throw;
-  }
-  restore();
-  model.train(was_training);
-
   BNCalibrationReport report;
-  report.samples = seen;
-  torch::NoGradGuard no_grad;
-  for (auto& s : sums) {
-    // Every rank must take part in the same reductions: a BatchNorm that ran nowhere has
-    // count 0 everywhere (the subnet is the same on every rank).
-    if (across_ranks && dist::world_size() > 1) {
-      torch::Tensor count = torch::full({1}, s.count, torch::kDouble);
-      dist::all_reduce(count);
-      if (count.item<double>() == 0) continue;
-      const int64_t c = s.norm->num_features();
-      torch::Tensor packed = s.count ? torch::cat({s.mean, s.var}) : torch::zeros({2 * c}, torch::kDouble);
-      dist::all_reduce(packed);
-      s.mean = packed.narrow(0, 0, c);
-      s.var = packed.narrow(0, c, c);
-      s.count = static_cast<int64_t>(count.item<double>());
+  {
+    BNStatisticsRecorder recorder(batch_norms(model));
+    model.train(true);
+    try {
+      torch::NoGradGuard no_grad;
+      while (report.samples < num_samples) {
+        auto batch = next();
+        if (!batch) break;
+        const int64_t keep = std::min<int64_t>(batch->size(), num_samples - report.samples);
+        model.predict(keep < batch->size() ? first_samples(*batch, keep) : *batch);
+        report.samples += keep;
+      }
+    } catch (...) {
+      model.train(was_training);
+      throw;
     }
-    if (s.count == 0) continue;
-    s.norm->running_mean.copy_(s.mean / static_cast<double>(s.count));
-    s.norm->running_var.copy_(s.var / static_cast<double>(s.count));
-    ++report.norms;
+    model.train(was_training);
+    report.norms = recorder.apply(across_ranks);
   }
   return report;
 }
