@@ -304,6 +304,8 @@ void EvolutionSearchLoop::score_candidates() {
   }
   std::vector<Json> choices;
   for (size_t i : pending) choices.push_back(candidates_[i].choices);
+  const int64_t reused_before = prefix_cache_ ? prefix_cache_->reused_stages() : 0;
+  const int64_t computed_before = prefix_cache_ ? prefix_cache_->computed_stages() : 0;
   const std::vector<double> scores = score_split(choices, predicting_);
   for (size_t j = 0; j < pending.size(); ++j) {
     SearchCandidate& c = candidates_[pending[j]];
@@ -314,10 +316,16 @@ void EvolutionSearchLoop::score_candidates() {
     history_.push_back({epoch_, "search", c});
   }
   const int world = dist::world_size();
-  spdlog::info("search epoch {}/{}: {} {} new candidates ({} known){}", epoch_ + 1,
+  std::string reuse;
+  if (prefix_cache_ && !predicting_) {
+    const int64_t reused = prefix_cache_->reused_stages() - reused_before;
+    const int64_t total = reused + prefix_cache_->computed_stages() - computed_before;
+    if (total > 0) reuse = "; " + std::to_string(100 * reused / total) + " % of the stages reused";
+  }
+  spdlog::info("search epoch {}/{}: {} {} new candidates ({} known){}{}", epoch_ + 1,
                options_.max_epochs, predicting_ ? "predicted" : "scored", pending.size(),
                candidates_.size() - pending.size(),
-               world > 1 && !predicting_ ? " on " + std::to_string(world) + " ranks" : "");
+               world > 1 && !predicting_ ? " on " + std::to_string(world) + " ranks" : "", reuse);
 }
 
 void EvolutionSearchLoop::init_predictor() {

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <set>
 
 #include "algorithms/nas/nas_algorithm.h"
@@ -95,12 +96,20 @@ std::vector<torch::Tensor> SubnetPrefixCache::predict(Model& model,
                                                       const std::vector<torch::Tensor>& calibration,
                                                       const std::vector<torch::Tensor>& eval) {
   RAZOR_ASSERT(!stages.empty());
-  std::vector<const void*> inputs;
-  for (const auto& t : calibration) inputs.push_back(t.data_ptr());
-  for (const auto& t : eval) inputs.push_back(t.data_ptr());
-  if (inputs != inputs_) {
+  // The entries hold for the very tensors they were computed on, unchanged (they are held,
+  // so no other tensor can take their place).
+  std::vector<torch::Tensor> inputs = calibration;
+  inputs.insert(inputs.end(), eval.begin(), eval.end());
+  std::vector<int64_t> versions;
+  for (const auto& t : inputs) versions.push_back(static_cast<int64_t>(t._version()));
+  const bool same_inputs =
+      inputs.size() == inputs_.size() && versions == input_versions_ &&
+      std::equal(inputs.begin(), inputs.end(), inputs_.begin(),
+                 [](const torch::Tensor& a, const torch::Tensor& b) { return a.is_same(b); });
+  if (!same_inputs) {
     entries_.clear();
-    inputs_ = inputs;
+    inputs_ = std::move(inputs);
+    input_versions_ = std::move(versions);
   }
   const std::vector<std::string> keys = stage_keys(stages);
   size_t reused = 0;
@@ -118,47 +127,64 @@ std::vector<torch::Tensor> SubnetPrefixCache::predict(Model& model,
     }
   }
   reused_ += static_cast<int64_t>(reused);
-  std::vector<torch::Tensor> calibration_in = reused ? entries_.back().calibration : calibration;
-  std::vector<torch::Tensor> eval_in = reused ? entries_.back().eval : eval;
-  int64_t bytes = 0;
-  for (const Entry& entry : entries_) bytes += entry.bytes;
-  bool keeping = true;
+  computed_ += static_cast<int64_t>(stages.size() - reused);
 
+  // Whether stage s's outputs are kept: the stages from the first, while their outputs for
+  // every image (estimated from the first batch's) fit in the budget. The last stage's
+  // outputs are the scores, which no later stage reads.
+  int64_t images = 0;
+  for (const auto& t : calibration) images += t.size(0);
+  for (const auto& t : eval) images += t.size(0);
+  int64_t used = 0;
+  for (const Entry& entry : entries_) used += entry.bytes;
+  std::vector<int> keep(stages.size(), -1);  // -1: not decided yet
+  bool keeping = true;
+  auto kept = [&](size_t s, const torch::Tensor& out) {
+    if (keep[s] < 0) {
+      const int64_t bytes = out.numel() * static_cast<int64_t>(out.element_size()) / std::max<int64_t>(out.size(0), 1) * images;
+      keeping = keeping && s + 1 < stages.size() && used + bytes <= budget_bytes_;
+      if (keeping) used += bytes;
+      keep[s] = keeping ? 1 : 0;
+    }
+    return keep[s] == 1;
+  };
+
+  std::vector<Entry> fresh(stages.size() - reused);
   const bool was_training = model.is_training();
+  std::vector<torch::Tensor> scores;
   try {
-    for (size_t s = reused; s < stages.size(); ++s) {
-      const PredictStage& stage = stages[s];
-      Entry entry;
+    // The calibration images stage by stage (a stage's statistics must be known before any
+    // image is evaluated through it) ...
+    std::vector<torch::Tensor> inputs = reused ? entries_.back().calibration : calibration;
+    model.train(true);
+    for (size_t s = reused; s < stages.size() && !inputs.empty(); ++s) {
+      Entry& entry = fresh[s - reused];
       std::vector<nn::BatchNorm2d*> norms;
-      for (nn::Module* module : stage.modules) {
+      for (nn::Module* module : stages[s].modules) {
         for (nn::BatchNorm2d* norm : batch_norms(*module)) norms.push_back(norm);
       }
-      {
-        BNStatisticsRecorder recorder(norms);
-        model.train(true);
-        for (const auto& x : calibration_in) entry.calibration.push_back(stage.run(x));
-        recorder.apply();
-        for (size_t i = 0; i < norms.size(); ++i) {
-          if (recorder.batches()[i] == 0) continue;
-          entry.norms.push_back({norms[i], norms[i]->running_mean.clone(),
-                                 norms[i]->running_var.clone(), recorder.batches()[i]});
-        }
+      BNStatisticsRecorder recorder(norms);
+      std::vector<torch::Tensor> outputs;
+      for (const auto& x : inputs) outputs.push_back(stages[s].run(x));
+      recorder.apply();
+      for (size_t i = 0; i < norms.size(); ++i) {
+        if (recorder.batches()[i] == 0) continue;
+        entry.norms.push_back({norms[i], norms[i]->running_mean.clone(),
+                               norms[i]->running_var.clone(), recorder.batches()[i]});
       }
-      model.eval();
-      for (const auto& x : eval_in) entry.eval.push_back(stage.run(x));
-      ++computed_;
-      calibration_in = entry.calibration;
-      eval_in = entry.eval;
-      // The last stage's outputs are the predictions: no later stage reads them.
-      entry.bytes = bytes_of(entry.calibration) + bytes_of(entry.eval);
-      keeping = keeping && s + 1 < stages.size() && bytes + entry.bytes <= budget_bytes_;
-      if (keeping) {
-        entry.key = keys[s];
-        entry.first_module = stage.modules.front();
-        entry.parameter_version = parameter_version(stage);
-        bytes += entry.bytes;
-        entries_.push_back(std::move(entry));
+      if (kept(s, outputs.front())) entry.calibration = outputs;
+      inputs = std::move(outputs);
+    }
+    // ... then the evaluation images batch by batch through every stage, so that only the
+    // kept stages' outputs are held for the whole set.
+    model.eval();
+    for (size_t b = 0; b < eval.size(); ++b) {
+      torch::Tensor x = reused ? entries_.back().eval[b] : eval[b];
+      for (size_t s = reused; s < stages.size(); ++s) {
+        x = stages[s].run(x);
+        if (kept(s, x)) fresh[s - reused].eval.push_back(x);
       }
+      scores.push_back(x);
     }
   } catch (...) {
     entries_.clear();
@@ -166,7 +192,15 @@ std::vector<torch::Tensor> SubnetPrefixCache::predict(Model& model,
     throw;
   }
   model.train(was_training);
-  return eval_in;
+  for (size_t s = reused; s < stages.size() && keep[s] == 1; ++s) {
+    Entry& entry = fresh[s - reused];
+    entry.key = keys[s];
+    entry.first_module = stages[s].modules.front();
+    entry.parameter_version = parameter_version(stages[s]);
+    entry.bytes = bytes_of(entry.calibration) + bytes_of(entry.eval);
+    entries_.push_back(std::move(entry));
+  }
+  return scores;
 }
 
 }  // namespace razor

@@ -2,11 +2,11 @@
 // Scoring many subnets of one supernet on the same images (an evolution search) repeats
 // work: subnets that agree on every choice up to some stage compute the same outputs there,
 // BN re-estimation included, since a stage's statistics depend only on its inputs.
-// SubnetPrefixCache re-estimates and evaluates stage by stage (ImageClassifier's
-// predict_stages) and keeps each stage's outputs and statistics for the next subnet that
-// shares the choices up to it; subnets sorted by their stage keys share the most. The
-// predictions are those of calibrate_bn_statistics followed by predict, to the bit: each
-// stage runs the same ops on the same batches.
+// SubnetPrefixCache re-estimates stage by stage (ImageClassifier's predict_stages), then
+// evaluates batch by batch, and keeps the outputs and statistics of the first stages for the
+// next subnet that shares the choices up to them; subnets sorted by their stage keys share
+// the most. The predictions are those of calibrate_bn_statistics followed by predict, to the
+// bit: each stage runs the same ops on the same batches.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,8 +19,8 @@ namespace razor {
 
 class SubnetPrefixCache {
  public:
-  /// `budget_bytes`: the most memory the kept outputs take; the stages past it are
-  /// recomputed for every subnet.
+  /// `budget_bytes`: the most memory the kept outputs take (a stage's outputs for every
+  /// calibration and evaluation image); the stages past it are recomputed for every subnet.
   explicit SubnetPrefixCache(int64_t budget_bytes) : budget_bytes_(budget_bytes) {}
 
   /// The stages of `model` (an algorithm, or the classifier itself) when it can be evaluated
@@ -66,8 +66,9 @@ class SubnetPrefixCache {
   int64_t budget_bytes_;
   /// The stages of the last subnet, from the first, as far as the budget allowed.
   std::vector<Entry> entries_;
-  /// The data the entries were computed on.
-  std::vector<const void*> inputs_;
+  /// The calibration and evaluation inputs the entries were computed on, and their versions.
+  std::vector<torch::Tensor> inputs_;
+  std::vector<int64_t> input_versions_;
   int64_t reused_ = 0, computed_ = 0;
 };
 

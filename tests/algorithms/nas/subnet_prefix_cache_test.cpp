@@ -190,6 +190,35 @@ TEST_CASE("SubnetPrefixCache keeps nothing past its budget, and applies only whe
   }
   CHECK(none.reused_stages() == 0);
 
+  // A budget of exactly the first stage's outputs for the 12 images keeps that stage alone.
+  int64_t per_image = 0;
+  {
+    torch::NoGradGuard no_grad;
+    cached->eval();
+    const torch::Tensor out = stages.front().run(eval.front());
+    cached->train(true);
+    per_image = out.numel() * static_cast<int64_t>(out.element_size()) / out.size(0);
+  }
+  SubnetPrefixCache first_only(per_image * 12);
+  for (int i = 0; i < 2; ++i) {
+    const Json min = cached->mutator().sample_choices("min");
+    cached->mutator().set_choices(min);
+    plain->mutator().set_choices(min);
+    CHECK(max_difference(first_only.predict(*cached, stages, calibration, eval),
+                         plain_predict(*plain, calibration, eval)) == 0);
+  }
+  CHECK(first_only.reused_stages() == 1);
+  // Other images (even equal ones), or the same ones changed in place: nothing is reused.
+  first_only.predict(*cached, stages, calibration, images(1, 4, 4));
+  CHECK(first_only.reused_stages() == 1);
+  auto changed = images(1, 4, 4);
+  first_only.predict(*cached, stages, calibration, changed);
+  changed.front().mul_(2);
+  plain->mutator().set_choices(cached->mutator().current_choices());
+  CHECK(max_difference(first_only.predict(*cached, stages, calibration, changed),
+                       plain_predict(*plain, calibration, changed)) == 0);
+  CHECK(first_only.reused_stages() == 1);
+
   // A hook anywhere (a recorder, a quantiser) would be skipped by the chain: no stages.
   auto handle = cached->architecture().modules().back()->as<nn::Module>();
   REQUIRE(handle);
