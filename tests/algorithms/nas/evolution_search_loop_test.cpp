@@ -1,5 +1,6 @@
 // EvolutionSearchLoop's scoring: the batches kept between candidates give exactly the scores
-// of reading them again for each candidate.
+// of reading them again for each candidate, and a list of subnets (scored in the order that
+// shares the most stages) the scores of each alone.
 #include <torch/torch.h>
 
 #include <catch2/catch.hpp>
@@ -46,4 +47,29 @@ TEST_CASE("EvolutionSearchLoop scores equal with and without the batch cache", "
   options.write_files = false;
   Runner runner(config, options);
   CHECK_THROWS_WITH(runner.train_loop(), Catch::Contains("cache_batches_mb"));
+}
+
+TEST_CASE("EvolutionSearchLoop scores a list of subnets as it scores each alone", "[nas][search]") {
+  register_all();
+  std::vector<std::vector<double>> scores;
+  for (int64_t prefix_mb : {1024, 0}) {
+    auto config = std::make_shared<Config>(
+        load_config(std::string(RAZOR_TEST_DATA_DIR) + "/configs/nas/tiny_spos_search.toml"));
+    config->tree["train_cfg"]["prefix_cache_mb"] = prefix_mb;
+    RunnerOptions options;
+    options.write_files = false;
+    torch::manual_seed(0);
+    Runner runner(config, options);
+    auto& loop = dynamic_cast<EvolutionSearchLoop&>(runner.train_loop());
+    NasMutator& mutator = dynamic_cast<NasAlgorithm&>(runner.model()).mutator();
+    at::Generator generator = at::detail::createCPUGenerator(7);
+    std::vector<Json> choices;
+    for (int i = 0; i < 8; ++i) choices.push_back(mutator.sample_choices("random", generator));
+    const std::vector<double> together = loop.score(choices);
+    CHECK((loop.prefix_cache() != nullptr) == (prefix_mb > 0));
+    if (loop.prefix_cache()) CHECK(loop.prefix_cache()->reused_stages() > 0);
+    for (size_t i = 0; i < choices.size(); ++i) CHECK(loop.score(choices[i]) == together[i]);
+    scores.push_back(together);
+  }
+  CHECK(scores[0] == scores[1]);
 }

@@ -7,14 +7,12 @@
 #include <algorithm>
 #include <cmath>
 
-#include "algorithms/nas/evolution_search_loop.h"
 #include "algorithms/nas/nas_algorithm.h"
 #include "algorithms/nas/subnet_prefix_cache.h"
 #include "apps/register_all.h"
 #include "components/nn/bn_calibration.h"
 #include "engine/checkpoint.h"
 #include "engine/config.h"
-#include "engine/runner.h"
 
 using namespace razor;
 
@@ -232,29 +230,4 @@ TEST_CASE("SubnetPrefixCache keeps nothing past its budget, and applies only whe
   CHECK(SubnetPrefixCache::stages_of(*dsnas).empty());
   auto darts = build_supernet("configs/nas/darts_supernet_fmnist.toml");
   CHECK(SubnetPrefixCache::stages_of(*darts).empty());
-}
-
-TEST_CASE("EvolutionSearchLoop scores a list of subnets as it scores each alone", "[nas][search]") {
-  register_all();
-  std::vector<std::vector<double>> scores;
-  for (int64_t prefix_mb : {1024, 0}) {
-    auto config = std::make_shared<Config>(
-        load_config(std::string(RAZOR_TEST_DATA_DIR) + "/configs/nas/tiny_spos_search.toml"));
-    config->tree["train_cfg"]["prefix_cache_mb"] = prefix_mb;
-    RunnerOptions options;
-    options.write_files = false;
-    torch::manual_seed(0);
-    Runner runner(config, options);
-    auto& loop = dynamic_cast<EvolutionSearchLoop&>(runner.train_loop());
-    NasMutator& mutator = dynamic_cast<NasAlgorithm&>(runner.model()).mutator();
-    at::Generator generator = at::detail::createCPUGenerator(7);
-    std::vector<Json> choices;
-    for (int i = 0; i < 8; ++i) choices.push_back(mutator.sample_choices("random", generator));
-    const std::vector<double> together = loop.score(choices);
-    CHECK((loop.prefix_cache() != nullptr) == (prefix_mb > 0));
-    if (loop.prefix_cache()) CHECK(loop.prefix_cache()->reused_stages() > 0);
-    for (size_t i = 0; i < choices.size(); ++i) CHECK(loop.score(choices[i]) == together[i]);
-    scores.push_back(together);
-  }
-  CHECK(scores[0] == scores[1]);
 }
