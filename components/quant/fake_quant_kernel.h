@@ -22,4 +22,11 @@ bool fused_fake_quant_applies(const torch::Tensor& x);
 torch::Tensor fake_quantize_per_tensor(const torch::Tensor& x, const torch::Tensor& scale,
                                        const torch::Tensor& zero_point, int64_t quant_min, int64_t quant_max);
 
+/// mean(|fake_quantize_per_tensor(x) - x|^power) in one pass, without the quantised tensor
+/// (the error a range search compares candidates by): each element as ATen quantises it, the
+/// sum in float over short chunks and in double across them. Requires
+/// fused_fake_quant_applies(x).
+double fake_quant_error(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& zero_point,
+                        int64_t quant_min, int64_t quant_max, double power);
+
 }  // namespace razor::quant

@@ -1,7 +1,7 @@
 // The fused per-tensor fake-quant kernel against ATen's fake_quantize_per_tensor_affine: the
 // same floats bit for bit (values on rounding ties, far outside the range, every qscheme's
 // range, contiguous and channels_last inputs, sizes that split across threads), and the same
-// straight-through gradient.
+// straight-through gradient; and the mean Lp error a range search compares.
 #include <torch/torch.h>
 
 #include <catch2/catch.hpp>
@@ -90,4 +90,24 @@ TEST_CASE("Fused fake quant gradient is ATen's straight-through estimator", "[qu
     // The mask is not all ones: the probe reaches outside the range.
     CHECK(x1.grad().eq(0).sum().item<int64_t>() > 0);
   }
+}
+
+TEST_CASE("Fused fake-quant error equals the mean Lp error of ATen's fake quant", "[quant]") {
+  torch::manual_seed(5);
+  for (const auto& r : kRanges) {
+    // Sizes that split across threads, and ones that leave a tail past the 8 lanes.
+    for (const auto& shape : std::vector<std::vector<int64_t>>{{64, 16, 28, 28}, {1000003}, {13}}) {
+      const auto x = probe_input(r, shape);
+      const auto quantised = at::fake_quantize_per_tensor_affine(x, qparam_scale(r), qparam_zero_point(r),
+                                                                 r.quant_min, r.quant_max);
+      const auto difference = (quantised.to(torch::kDouble) - x.to(torch::kDouble)).abs();
+      for (double p : {1.0, 2.0, 2.4}) {
+        const double expected = difference.pow(p).mean().item<double>();
+        const double got = fake_quant_error(x, qparam_scale(r), qparam_zero_point(r), r.quant_min, r.quant_max, p);
+        INFO("scale " << r.scale << " numel " << x.numel() << " p " << p);
+        CHECK(got == Approx(expected).epsilon(1e-5));
+      }
+    }
+  }
+  CHECK(fake_quant_error(torch::empty({0}), qparam_scale(kRanges[0]), qparam_zero_point(kRanges[0]), 0, 255, 2.0) == 0);
 }
