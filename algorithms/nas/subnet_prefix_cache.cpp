@@ -141,7 +141,9 @@ std::vector<torch::Tensor> SubnetPrefixCache::predict(Model& model,
   bool keeping = true;
   auto kept = [&](size_t s, const torch::Tensor& out) {
     if (keep[s] < 0) {
-      const int64_t bytes = out.numel() * static_cast<int64_t>(out.element_size()) / std::max<int64_t>(out.size(0), 1) * images;
+      const int64_t per_image = out.numel() * static_cast<int64_t>(out.element_size()) /
+                                std::max<int64_t>(out.size(0), 1);
+      const int64_t bytes = per_image * images;
       keeping = keeping && s + 1 < stages.size() && used + bytes <= budget_bytes_;
       if (keeping) used += bytes;
       keep[s] = keeping ? 1 : 0;
