@@ -17,23 +17,32 @@ struct PerTensorQParams {
   float scale, inv_scale, zero_point, quant_min, quant_max;
 };
 
-/// One pass over [begin, end). Written as plain float arithmetic so that the compiler
-/// vectorises it on any x86-64 or ARM target: rounding half to even by adding and subtracting
-/// 1.5 * 2^23 is exact for |v| < 2^22, and every larger |v| clamps to the range either way.
-/// Each step is ATen's: v * (1 / scale) in float, the zero point added to the rounded value,
-/// and (q - zero point) * scale rounded once to float (ATen's double product of an integer
-/// and a float is exact, so it rounds to the same float).
+/// ATen's quantised level of one element before clamping, written as plain float arithmetic
+/// so that the compiler vectorises it on any x86-64 or ARM target: v * (1 / scale) in float,
+/// rounded half to even by adding and subtracting 1.5 * 2^23 (exact for |v| < 2^22; every
+/// larger |v| clamps to the range either way), plus the zero point.
+inline float unclamped_level(float v, const PerTensorQParams& p) {
+  constexpr float kRoundHalfEven = 12582912.0f;
+  return ((v * p.inv_scale + kRoundHalfEven) - kRoundHalfEven) + p.zero_point;
+}
+
+/// `level` clamped to the range and mapped back: (q - zero point) * scale rounded once to
+/// float (ATen's double product of an integer and a float is exact, so it rounds to the
+/// same float).
+inline float dequantised(float level, const PerTensorQParams& p) {
+  float q = level < p.quant_min ? p.quant_min : level;
+  q = q > p.quant_max ? p.quant_max : q;
+  return (q - p.zero_point) * p.scale;
+}
+
+/// One pass over [begin, end), with the in-range mask when asked.
 template <bool kWithMask>
 void fake_quant_block(const float* in, float* out, bool* mask, int64_t begin, int64_t end,
                       const PerTensorQParams& p) {
-  constexpr float kRoundHalfEven = 12582912.0f;
   for (int64_t i = begin; i < end; ++i) {
-    const float v = in[i] * p.inv_scale;
-    float q = ((v + kRoundHalfEven) - kRoundHalfEven) + p.zero_point;
+    const float q = unclamped_level(in[i], p);
     if constexpr (kWithMask) mask[i] = (q >= p.quant_min) & (q <= p.quant_max);
-    q = q < p.quant_min ? p.quant_min : q;
-    q = q > p.quant_max ? p.quant_max : q;
-    out[i] = (q - p.zero_point) * p.scale;
+    out[i] = dequantised(q, p);
   }
 }
 
@@ -41,11 +50,7 @@ void fake_quant_block(const float* in, float* out, bool* mask, int64_t begin, in
 /// through pow.
 template <int kPower>
 float quant_error(float v, const PerTensorQParams& p, float power) {
-  constexpr float kRoundHalfEven = 12582912.0f;
-  float q = ((v * p.inv_scale + kRoundHalfEven) - kRoundHalfEven) + p.zero_point;
-  q = q < p.quant_min ? p.quant_min : q;
-  q = q > p.quant_max ? p.quant_max : q;
-  const float d = (q - p.zero_point) * p.scale - v;
+  const float d = dequantised(unclamped_level(v, p), p) - v;
   if constexpr (kPower == 2) return d * d;
   if constexpr (kPower == 1) return d < 0 ? -d : d;
   return std::pow(d < 0 ? -d : d, power);
@@ -76,6 +81,14 @@ constexpr int64_t kGrain = 32768;
 /// The kernel's qparams; 1 / scale is taken in float, as ATen does.
 PerTensorQParams make_qparams(float scale, float zero_point, float quant_min, float quant_max) {
   return {scale, 1.0f / scale, zero_point, quant_min, quant_max};
+}
+
+/// The kernel's qparams from [1]-shaped scale (float) and zero point (integer) tensors.
+PerTensorQParams qparams_of(const torch::Tensor& scale, const torch::Tensor& zero_point, int64_t quant_min,
+                            int64_t quant_max) {
+  RAZOR_ASSERT(scale.numel() == 1 && zero_point.numel() == 1);
+  return make_qparams(scale.item<float>(), static_cast<float>(zero_point.item<int64_t>()),
+                      static_cast<float>(quant_min), static_cast<float>(quant_max));
 }
 
 /// The output (x's layout) and, when `mask` is given, the in-range mask, in one pass.
@@ -130,22 +143,18 @@ bool fused_fake_quant_applies(const torch::Tensor& x) {
 torch::Tensor fake_quantize_per_tensor(const torch::Tensor& x, const torch::Tensor& scale,
                                        const torch::Tensor& zero_point, int64_t quant_min, int64_t quant_max) {
   RAZOR_ASSERT(fused_fake_quant_applies(x));
-  RAZOR_ASSERT(scale.numel() == 1 && zero_point.numel() == 1);
-  const float s = scale.item<float>();
-  const auto z = static_cast<float>(zero_point.item<int64_t>());
-  const auto lo = static_cast<float>(quant_min);
-  const auto hi = static_cast<float>(quant_max);
-  if (torch::GradMode::is_enabled() && x.requires_grad()) return FakeQuantPerTensorSte::apply(x, s, z, lo, hi);
-  return fake_quant_pass(x, make_qparams(s, z, lo, hi), nullptr);
+  const PerTensorQParams p = qparams_of(scale, zero_point, quant_min, quant_max);
+  if (torch::GradMode::is_enabled() && x.requires_grad()) {
+    return FakeQuantPerTensorSte::apply(x, p.scale, p.zero_point, p.quant_min, p.quant_max);
+  }
+  return fake_quant_pass(x, p, nullptr);
 }
 
 double fake_quant_error(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& zero_point,
                         int64_t quant_min, int64_t quant_max, double power) {
   RAZOR_ASSERT(fused_fake_quant_applies(x));
-  RAZOR_ASSERT(scale.numel() == 1 && zero_point.numel() == 1);
+  const PerTensorQParams p = qparams_of(scale, zero_point, quant_min, quant_max);
   if (x.numel() == 0) return 0;
-  const PerTensorQParams p = make_qparams(scale.item<float>(), static_cast<float>(zero_point.item<int64_t>()),
-                                          static_cast<float>(quant_min), static_cast<float>(quant_max));
   const float* in = x.data_ptr<float>();
   const auto pw = static_cast<float>(power);
   const double sum = at::parallel_reduce(

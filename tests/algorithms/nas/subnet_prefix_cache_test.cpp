@@ -78,6 +78,27 @@ double max_difference(const std::vector<torch::Tensor>& a, const std::vector<tor
   return d;
 }
 
+/// Sets `choices` on both supernets, then the largest difference between the cache's scores
+/// on `cached` and the plain re-estimation's on `plain`.
+double difference_with(SubnetPrefixCache& cache, NasAlgorithm& cached, NasAlgorithm& plain,
+                       const std::vector<PredictStage>& stages, const Json& choices,
+                       const std::vector<torch::Tensor>& calibration, const std::vector<torch::Tensor>& eval) {
+  cached.mutator().set_choices(choices);
+  plain.mutator().set_choices(choices);
+  return max_difference(cache.predict(cached, stages, calibration, eval), plain_predict(plain, calibration, eval));
+}
+
+/// The entries of two state dicts that differ in name or value.
+size_t differing_tensors(const torch::nn::Module& a, const torch::nn::Module& b) {
+  const StateDict x = state_dict(a), y = state_dict(b);
+  if (x.size() != y.size()) return std::max(x.size(), y.size());
+  size_t differing = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i].first != y[i].first || !torch::equal(x[i].second, y[i].second)) ++differing;
+  }
+  return differing;
+}
+
 /// `choices` with the group whose member comes last in the model set to another choice.
 Json change_last_group(const NasMutator& mutator, Json choices) {
   const SearchGroup* last = &mutator.search_groups().front();
@@ -104,11 +125,7 @@ TEST_CASE("SubnetPrefixCache gives the plain re-estimation's scores and BN state
     auto plain = build_supernet(file);
     const std::vector<PredictStage> stages = SubnetPrefixCache::stages_of(*cached);
     REQUIRE(stages.size() > 3);
-    {
-      const StateDict a = state_dict(*cached), b = state_dict(*plain);
-      REQUIRE(a.size() == b.size());
-      for (size_t i = 0; i < a.size(); ++i) REQUIRE(torch::equal(a[i].second, b[i].second));
-    }
+    REQUIRE(differing_tensors(*cached, *plain) == 0);
     const auto calibration = images(3, 6, 1);
     const auto eval = images(2, 5, 2);
 
@@ -123,19 +140,15 @@ TEST_CASE("SubnetPrefixCache gives the plain re-estimation's scores and BN state
     SubnetPrefixCache cache(int64_t{1} << 30);
     std::vector<int64_t> reused;
     for (size_t k = 0; k < sequence.size(); ++k) {
-      const Json& choices = sequence[k];
       if (k == 5) {
         // Statistics changed behind the cache's back are set again for the stages it serves.
         torch::NoGradGuard no_grad;
         for (nn::BatchNorm2d* norm : batch_norms(*stages.front().modules.front())) norm->running_mean.fill_(7);
       }
-      mutator.set_choices(choices);
-      plain->mutator().set_choices(choices);
       const int64_t before = cache.reused_stages();
-      const auto got = cache.predict(*cached, stages, calibration, eval);
+      CHECK(difference_with(cache, *cached, *plain, stages, sequence[k], calibration, eval) == 0);
       reused.push_back(cache.reused_stages() - before);
       CHECK(cached->is_training());
-      CHECK(max_difference(got, plain_predict(*plain, calibration, eval)) == 0);
     }
     const auto n = static_cast<int64_t>(stages.size());
     CHECK(reused[0] == 0);
@@ -148,13 +161,7 @@ TEST_CASE("SubnetPrefixCache gives the plain re-estimation's scores and BN state
     CHECK(cache.computed_stages() + cache.reused_stages() == n * static_cast<int64_t>(sequence.size()));
 
     // Every buffer as the plain runs left it, num_batches_tracked included.
-    const StateDict a = state_dict(*cached), b = state_dict(*plain);
-    REQUIRE(a.size() == b.size());
-    size_t differing = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      if (a[i].first != b[i].first || !torch::equal(a[i].second, b[i].second)) ++differing;
-    }
-    CHECK(differing == 0);
+    CHECK(differing_tensors(*cached, *plain) == 0);
 
     // Changed weights are not served from the cache.
     {
@@ -162,11 +169,8 @@ TEST_CASE("SubnetPrefixCache gives the plain re-estimation's scores and BN state
       stages.front().modules.front()->parameters().front().mul_(1.5);
     }
     load_state_dict(*plain, state_dict(*cached), /*strict=*/true, "test");
-    mutator.set_choices(sequence.back());
-    plain->mutator().set_choices(sequence.back());
     const int64_t before = cache.reused_stages();
-    CHECK(max_difference(cache.predict(*cached, stages, calibration, eval),
-                         plain_predict(*plain, calibration, eval)) == 0);
+    CHECK(difference_with(cache, *cached, *plain, stages, sequence.back(), calibration, eval) == 0);
     CHECK(cache.reused_stages() == before);
   }
 }
@@ -179,12 +183,9 @@ TEST_CASE("SubnetPrefixCache keeps nothing past its budget, and applies only whe
   const auto calibration = images(2, 4, 3);
   const auto eval = images(1, 4, 4);
   SubnetPrefixCache none(0);
+  const Json max = cached->mutator().sample_choices("max"), min = cached->mutator().sample_choices("min");
   for (int i = 0; i < 2; ++i) {
-    const Json max = cached->mutator().sample_choices("max");
-    cached->mutator().set_choices(max);
-    plain->mutator().set_choices(max);
-    CHECK(max_difference(none.predict(*cached, stages, calibration, eval),
-                         plain_predict(*plain, calibration, eval)) == 0);
+    CHECK(difference_with(none, *cached, *plain, stages, max, calibration, eval) == 0);
   }
   CHECK(none.reused_stages() == 0);
 
@@ -199,11 +200,7 @@ TEST_CASE("SubnetPrefixCache keeps nothing past its budget, and applies only whe
   }
   SubnetPrefixCache first_only(per_image * 12);
   for (int i = 0; i < 2; ++i) {
-    const Json min = cached->mutator().sample_choices("min");
-    cached->mutator().set_choices(min);
-    plain->mutator().set_choices(min);
-    CHECK(max_difference(first_only.predict(*cached, stages, calibration, eval),
-                         plain_predict(*plain, calibration, eval)) == 0);
+    CHECK(difference_with(first_only, *cached, *plain, stages, min, calibration, eval) == 0);
   }
   CHECK(first_only.reused_stages() == 1);
   // Other images (even equal ones), or the same ones changed in place: nothing is reused.
@@ -212,9 +209,7 @@ TEST_CASE("SubnetPrefixCache keeps nothing past its budget, and applies only whe
   auto changed = images(1, 4, 4);
   first_only.predict(*cached, stages, calibration, changed);
   changed.front().mul_(2);
-  plain->mutator().set_choices(cached->mutator().current_choices());
-  CHECK(max_difference(first_only.predict(*cached, stages, calibration, changed),
-                       plain_predict(*plain, calibration, changed)) == 0);
+  CHECK(difference_with(first_only, *cached, *plain, stages, min, calibration, changed) == 0);
   CHECK(first_only.reused_stages() == 1);
 
   // A hook anywhere (a recorder, a quantiser) would be skipped by the chain: no stages.
