@@ -13,6 +13,7 @@
 #include "apps/analyze.h"
 #include "apps/bench.h"
 #include "apps/export.h"
+#include "apps/pytorch_export.h"
 #include "apps/onnx_export.h"
 #include "apps/register_all.h"
 #include "algorithms/nas/nas_algorithm.h"
@@ -88,6 +89,19 @@ int command_export_onnx(const std::shared_ptr<Config>& config, const std::string
     print_runtime_report(v.onnxruntime);
   }
   if (v.opencv_relative_error) std::cout << "OpenCV DNN: relative error " << format_figure(*v.opencv_relative_error) << "\n";
+  if (v.float_images_per_s) {
+    int64_t left = 0;
+    std::string kinds;
+    for (const auto& [type, count] : v.float_nodes_left) {
+      left += count;
+      kinds += (kinds.empty() ? " (" : ", ") + std::to_string(count) + " " + type;
+    }
+    const double int8 = v.onnxruntime.at("all").at("images_per_s").get<double>();
+    std::cout << "onnxruntime's optimised graph: " << left << " float compute nodes left" << (kinds.empty() ? "" : kinds + ")")
+              << "; int8 runs at " << format_figure(int8 / *v.float_images_per_s, 3) << "x the float model's speed ("
+              << format_figure(int8, 4) << " against " << format_figure(*v.float_images_per_s, 4) << " images/s, "
+              << options.threads << " thread(s), batch " << v.onnxruntime.at("batch").get<int64_t>() << ")\n";
+  }
   std::cout << "Check data in " << options.out << ".check/\n";
   if (v.failures.empty()) {
     std::cout << "Verified: the file computes what razor computed\n";
@@ -99,15 +113,23 @@ int command_export_onnx(const std::shared_ptr<Config>& config, const std::string
 
 int command_export(const std::string& file, const std::string& checkpoint, const std::vector<std::string>& overrides,
                    const std::string& out, const std::string& subnet, const std::string& format,
-                   OnnxExportOptions onnx_options) {
+                   const std::string& names, OnnxExportOptions onnx_options) {
   auto config = load_with_overrides(file, overrides);
   if (format == "onnx") {
     RAZOR_CHECK(subnet.empty(), "--subnet writes a checkpoint: export the subnet first, then its subnet.toml to ONNX");
     onnx_options.out = out;
     return command_export_onnx(config, checkpoint, onnx_options);
   }
-  RAZOR_CHECK(format == "checkpoint", "--format ", format, ": unknown (known: checkpoint, onnx)");
   RAZOR_CHECK(!onnx_options.verify && onnx_options.form.empty(), "--form and --verify apply to --format onnx");
+  if (format == "pytorch") {
+    RAZOR_CHECK(subnet.empty(), "--subnet writes a razor checkpoint: export the subnet first, then its subnet.toml");
+    ExportReport report = export_pytorch(config, checkpoint, out, names);
+    std::cout << "Exported " << report.tensors << " tensors (" << names << " names) to " << report.out
+              << ": torch.load reads it as a state dict\n";
+    return 0;
+  }
+  RAZOR_CHECK(names == "razor", "--names applies to --format pytorch");
+  RAZOR_CHECK(format == "checkpoint", "--format ", format, ": unknown (known: checkpoint, onnx, pytorch)");
   if (!subnet.empty()) {
     SubnetExport report = export_subnet(*config, checkpoint, subnet, out);
     std::cout << "Exported the subnet (" << report.subnet_params << " parameters; the supernet has "
@@ -289,7 +311,11 @@ int run_cli(const std::vector<std::string>& args) {
   export_command->add_option("--cfg-options", overrides, "Override config keys: a.b.c=VALUE")->expected(1, -1);
   std::string export_format = "checkpoint";
   OnnxExportOptions onnx_options;
-  export_command->add_option("--format", export_format, "checkpoint (default) or onnx");
+  std::string export_names = "razor";
+  export_command->add_option("--format", export_format,
+                             "checkpoint (default), onnx, or pytorch (a state dict for Python's torch.load)");
+  export_command->add_option("--names", export_names,
+                             "With --format pytorch: the tensor names, razor (default), torchvision or mmcls");
   export_command->add_option("--form", onnx_options.form,
                              "ONNX form: float, qdq (opset 13) or fakequantize (OpenVINO, opset 11); default: qdq for a "
                              "quantised model, else float");
@@ -297,6 +323,7 @@ int run_cli(const std::vector<std::string>& args) {
                            "Run the ONNX file in onnxruntime (and OpenCV DNN for float) on test images and compare");
   export_command->add_option("--verify-images", onnx_options.verify_images, "Test images the check runs (default 256)");
   export_command->add_option("--threads", onnx_options.threads, "onnxruntime's threads in the check (default 1)");
+  export_command->add_option("--batch", onnx_options.batch, "Images per onnxruntime run in the check (default 250)");
 
   auto* config = app.add_subcommand("config", "Inspect configs");
   config->require_subcommand(1);
@@ -377,7 +404,8 @@ int run_cli(const std::vector<std::string>& args) {
       return code;
     }
     if (*export_command) {
-      return command_export(config_file, checkpoint, overrides, out, export_subnet_file, export_format, onnx_options);
+      return command_export(config_file, checkpoint, overrides, out, export_subnet_file, export_format, export_names,
+                            onnx_options);
     }
     if (*print) return command_config_print(config_file, overrides);
     if (*analyze_command) {

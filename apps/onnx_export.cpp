@@ -6,12 +6,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <set>
 
 #include <opencv2/dnn.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "algorithms/quantization/mm_architecture_quant.h"
+#include "components/export/onnx_inspect.h"
 #include "components/nn/weighted_op.h"
 #include "components/quant/fake_quantize.h"
 #include "engine/checkpoint.h"
@@ -64,13 +67,15 @@ std::string shell_quote(const std::string& s) {
 }
 
 /// Runs the checker and returns its JSON report.
-Json run_checker(const std::string& model, const std::string& dir, int64_t threads) {
+Json run_checker(const std::string& model, const std::string& dir, int64_t threads, int64_t batch,
+                 const std::string& optimized) {
   const std::string checker = find_onnx_checker();
   RAZOR_CHECK(!checker.empty(), "--verify: scripts/onnx/check.mjs not found (set RAZOR_ONNX_CHECK to its path)");
   RAZOR_CHECK(fs::exists(fs::path(checker).parent_path() / "node_modules" / "onnxruntime-node"),
               "--verify: onnxruntime-node is not installed beside ", checker, " (scripts/setup installs it)");
   const std::string command = "node " + shell_quote(checker) + " " + shell_quote(model) + " " + shell_quote(dir) +
-                              " --threads " + std::to_string(threads);
+                              " --threads " + std::to_string(threads) + " --batch " + std::to_string(batch) +
+                              (optimized.empty() ? "" : " --optimized " + shell_quote(optimized));
   FILE* pipe = popen(command.c_str(), "r");
   RAZOR_CHECK(pipe, "--verify: cannot run ", command);
   std::string output;
@@ -89,7 +94,8 @@ Json run_checker(const std::string& model, const std::string& dir, int64_t threa
 }
 
 OnnxVerification verify(Runner& runner, const quant::QuantPlan* plan, deploy::OnnxForm form,
-                        const OnnxExportOptions& options, const CheckData& data) {
+                        const OnnxExportOptions& options, const CheckData& data, const nn::Dataflow& flow,
+                        const std::vector<int64_t>& input_shape) {
   Model& model = runner.model();
   OnnxVerification result;
   torch::Tensor expected;
@@ -112,8 +118,21 @@ OnnxVerification verify(Runner& runner, const quant::QuantPlan* plan, deploy::On
     result.onnxruntime = nullptr;
     return result;
   }
-  result.onnxruntime =
-      check_in_onnxruntime(options.out, options.out + ".check", data.inputs, expected, data.labels, step, options.threads);
+  const std::string dir = options.out + ".check";
+  const int64_t batch = std::min<int64_t>(options.batch, data.inputs.size(0));
+  const bool qdq = form == deploy::OnnxForm::QDQ;
+  result.onnxruntime = check_in_onnxruntime(options.out, dir, data.inputs, expected, data.labels, step, options.threads,
+                                            batch, qdq ? dir + "/optimized.onnx" : "");
+  if (qdq) {
+    result.float_nodes_left = deploy::float_compute_nodes(dir + "/optimized.onnx");
+    // The same model in float, as fast as onnxruntime runs it (ReLU6 as a Clip it fuses).
+    deploy::OnnxOptions float_options;
+    float_options.input_shape = input_shape;
+    float_options.for_opencv = false;
+    deploy::write_onnx(flow, float_options, dir + "/float.onnx");
+    const Json float_report = run_checker(dir + "/float.onnx", dir, options.threads, batch, "");
+    result.float_images_per_s = float_report.at("all").at("images_per_s").get<double>();
+  }
   const Json& report = result.onnxruntime;
   const auto fail = [&](const std::string& what) { result.failures.push_back(what); };
   if (form == deploy::OnnxForm::Float) {
@@ -196,7 +215,7 @@ double onnx_output_step(const quant::QuantPlan& plan) {
 
 Json check_in_onnxruntime(const std::string& model, const std::string& dir, const torch::Tensor& inputs,
                           const torch::Tensor& expected, const torch::Tensor& labels, double output_step,
-                          int64_t threads) {
+                          int64_t threads, int64_t batch, const std::string& optimized) {
   fs::create_directories(dir);
   const Json meta = {{"input_shape", inputs.sizes().vec()},
                      {"output_shape", expected.sizes().vec()},
@@ -209,8 +228,9 @@ Json check_in_onnxruntime(const std::string& model, const std::string& dir, cons
   } else if (fs::exists(dir + "/labels.i64")) {
     fs::remove(dir + "/labels.i64");
   }
-  return run_checker(model, dir, threads);
+  return run_checker(model, dir, threads, batch, optimized);
 }
+
 
 double opencv_relative_error(const std::string& model, const torch::Tensor& inputs, const torch::Tensor& expected) {
   cv::dnn::Net net = cv::dnn::readNetFromONNX(model);
@@ -232,6 +252,7 @@ OnnxExportResult export_onnx(std::shared_ptr<Config> config, const std::string& 
   RAZOR_CHECK(fs::exists(checkpoint), "checkpoint not found: ", checkpoint);
   RAZOR_CHECK(fs::absolute(options.out) != fs::absolute(checkpoint), "--out must not overwrite the checkpoint ", checkpoint);
   RAZOR_CHECK(options.verify_images >= 1, "--verify-images must be at least 1, got ", options.verify_images);
+  RAZOR_CHECK(options.batch >= 1, "--batch must be at least 1, got ", options.batch);
   RAZOR_CHECK(options.threads >= 1, "--threads must be at least 1, got ", options.threads);
   std::optional<deploy::OnnxForm> requested;
   if (!options.form.empty()) requested = deploy::parse_onnx_form(options.form);
@@ -279,7 +300,9 @@ OnnxExportResult export_onnx(std::shared_ptr<Config> config, const std::string& 
   OnnxExportResult result;
   result.form = form;
   result.summary = deploy::write_onnx(*flow, onnx_options, options.out);
-  if (options.verify) result.verification = verify(runner, onnx_options.plan, form, options, data);
+  if (options.verify) {
+    result.verification = verify(runner, onnx_options.plan, form, options, data, *flow, input_shape);
+  }
   switches.restore();
   return result;
 }

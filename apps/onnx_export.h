@@ -14,6 +14,7 @@
 // argmax on 99.9 % of the images). With optimisation on (onnxruntime's int8 kernels) the agreement, top-1 and
 // images/s are reported.
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,11 +33,19 @@ struct OnnxExportOptions {
   int64_t verify_images = 256;
   /// onnxruntime's intra-op threads in the check.
   int64_t threads = 1;
+  /// Images per onnxruntime run in the check (its speed figures depend on it).
+  int64_t batch = 250;
 };
 
 struct OnnxVerification {
   /// check.mjs's report (see there); null if onnxruntime cannot run the form.
   Json onnxruntime;
+  /// QDQ form: the float compute nodes (Conv, FusedConv, Gemm, MatMul, Add, ...) left in
+  /// onnxruntime's optimised graph, by type; none when every one became an integer kernel.
+  std::map<std::string, int64_t> float_nodes_left;
+  /// QDQ form: onnxruntime's images/s on the same model written in float, with full
+  /// optimisation, the same threads and batch.
+  std::optional<double> float_images_per_s;
   /// OpenCV DNN's relative error on the float form (unset for quantised forms).
   std::optional<double> opencv_relative_error;
   /// What failed, empty when the file passed.
@@ -61,9 +70,11 @@ double onnx_output_step(const quant::QuantPlan& plan);
 
 /// Saves `inputs`, razor's `expected` outputs and `labels` (may be undefined) in `dir` as
 /// check.mjs reads them, runs it on `model` and returns its report.
+/// `batch` images go into each onnxruntime run; `optimized` (if not empty) receives
+/// onnxruntime's optimised graph.
 Json check_in_onnxruntime(const std::string& model, const std::string& dir, const torch::Tensor& inputs,
                           const torch::Tensor& expected, const torch::Tensor& labels, double output_step,
-                          int64_t threads = 1);
+                          int64_t threads = 1, int64_t batch = 64, const std::string& optimized = "");
 
 /// OpenCV DNN's largest difference from `expected` on `inputs`, over the largest |expected|.
 double opencv_relative_error(const std::string& model, const torch::Tensor& inputs, const torch::Tensor& expected);

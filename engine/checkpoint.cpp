@@ -189,13 +189,34 @@ void write_checkpoint(const std::string& path, const CheckpointContents& content
   write_bytes_atomically(path, bytes.data(), bytes.size());
 }
 
-CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
-  RAZOR_CHECK(fs::exists(path), "checkpoint not found: ", path);
+CheckpointReader::CheckpointReader(const std::string& path, const std::string& checkpoint_key) : path_(path) {
+  switch (inspect_checkpoint(path)) {
+    case CheckpointFormat::TorchSave:
+      from_pytorch_ = true;
+      contents_.model = read_pytorch_state_dict(path, checkpoint_key);
+      return;
+    case CheckpointFormat::LegacyTorchSave:
+      throw config_error("checkpoint ", path, " is in torch.save's legacy format (PyTorch < 1.6, or "
+                         "_use_new_zipfile_serialization=False), which razor does not read; in Python, re-save it with "
+                         "torch.save(torch.load(\"", path, "\"), \"new.pth\")");
+    case CheckpointFormat::Unknown:
+      throw runtime_error("checkpoint ", path, " is corrupt or not a checkpoint (neither razor's format nor torch.save's)");
+    case CheckpointFormat::TorchScriptArchive:
+      break;
+  }
   try {
     archive_.load_from(path);
-    c10::IValue meta, model, rng;
-    archive_.read("razor_meta", meta);
+  } catch (const c10::Error& e) {
+    throw runtime_error("checkpoint ", path, " is corrupt or truncated (", e.what_without_backtrace(), ")");
+  }
+  c10::IValue meta;
+  if (!archive_.try_read("razor_meta", meta)) {
+    throw config_error("checkpoint ", path, " is a TorchScript archive (torch.jit.save), not a state dict; in Python, "
+                       "save its weights with torch.save(torch.jit.load(\"", path, "\").state_dict(), \"model.pth\")");
+  }
+  try {
     contents_.meta = Json::parse(meta.toStringRef());
+    c10::IValue model, rng;
     archive_.read("state_dict", model);
     contents_.model = from_dict(model);
     if (archive_.try_read("rng", rng)) contents_.rng = from_dict(rng);
@@ -211,6 +232,7 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path) {
 }
 
 bool CheckpointReader::load_optimizer(torch::optim::Optimizer& optimizer) {
+  if (from_pytorch_) return false;
   torch::serialize::InputArchive optimizer_archive;
   try {
     if (!archive_.try_read("optimizer", optimizer_archive)) return false;

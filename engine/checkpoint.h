@@ -13,10 +13,9 @@
 #include <torch/serialize/input-archive.h>
 
 #include "engine/config.h"
+#include "engine/pytorch_file.h"
 
 namespace razor {
-
-using StateDict = std::vector<std::pair<std::string, torch::Tensor>>;
 
 /// Parameters then buffers of `module`, by dotted name (PyTorch's state_dict order aside,
 /// the same names).
@@ -48,17 +47,23 @@ struct CheckpointContents {
 void write_checkpoint(const std::string& path, const CheckpointContents& contents,
                       torch::optim::Optimizer* optimizer);
 
-/// Reads a checkpoint; a truncated or foreign file is a runtime error saying it is corrupt.
+/// Reads a checkpoint: razor's own, or a state dict that Python's torch.save wrote (then only
+/// `contents().model` is filled; `checkpoint_key` names its entry, see
+/// read_pytorch_state_dict). A truncated file is a runtime error saying it is corrupt; torch.save's
+/// legacy format and TorchScript archives are config errors saying what they are.
 class CheckpointReader {
  public:
-  explicit CheckpointReader(const std::string& path);
+  explicit CheckpointReader(const std::string& path, const std::string& checkpoint_key = "");
   const CheckpointContents& contents() const { return contents_; }
+  /// True for a file that Python's torch.save wrote (it holds weights only).
+  bool from_pytorch() const { return from_pytorch_; }
   /// Restores the optimiser state; false if the checkpoint has none.
   bool load_optimizer(torch::optim::Optimizer& optimizer);
   const std::string& path() const { return path_; }
 
  private:
   std::string path_;
+  bool from_pytorch_ = false;
   CheckpointContents contents_;
   torch::serialize::InputArchive archive_;
 };

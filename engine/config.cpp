@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 
 #include "engine/error.h"
+#include "engine/text_file.h"
 
 namespace razor {
 namespace {
@@ -209,11 +210,7 @@ class Loader {
       }
       throw config_error(message);
     }
-    std::ifstream in(file, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    RAZOR_CHECK(in, "cannot read config file ", file.string());
-    Json own = parse_toml_text(text.str(), file.string());
+    Json own = parse_toml_text(read_text_file(file.string(), "config file"), file.string());
 
     Config result;
     result.file = file.string();

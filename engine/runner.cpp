@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "engine/checkpoint.h"
+#include "engine/checkpoint_names.h"
 #include "engine/default_hooks.h"
 #include "engine/dist.h"
 #include "engine/logging.h"
@@ -27,7 +28,8 @@ std::vector<std::string> runner_keys() {
           "val_dataloader",   "test_dataloader", "train_cfg",      "val_cfg",
           "test_cfg",         "val_evaluator",   "test_evaluator", "optim_wrapper",
           "param_scheduler",  "default_hooks",   "custom_hooks",   "dist_timeout",
-          "sync_bn",          "model_wrapper_cfg", "diff_rank_seed", "dtype"};
+          "sync_bn",          "model_wrapper_cfg", "diff_rank_seed", "dtype",
+          "checkpoint_key",   "revise_keys",     "checkpoint_mapping"};
 }
 
 namespace {
@@ -420,6 +422,8 @@ std::string Runner::resolve_resume_path() const {
 
 void Runner::resume_from(const std::string& path) {
   CheckpointReader reader(path);
+  RAZOR_CHECK(!reader.from_pytorch(), "--resume ", path, ": the file was written by Python's torch.save and holds "
+              "weights only; resuming needs a razor checkpoint (load the weights with load_from instead)");
   const auto& contents = reader.contents();
   // The model's own state first: it may change which tensors the model has (DSNAS fixes
   // mutables, dropping their other candidates), and the weights must then fit.
@@ -449,8 +453,10 @@ void Runner::resume_from(const std::string& path) {
 }
 
 void Runner::load_weights(const std::string& path, bool require_all) {
-  CheckpointReader reader(path);
-  LoadReport report = load_state_dict(model(), reader.contents().model, /*strict=*/false, path);
+  const CheckpointNaming naming = CheckpointNaming::from_config(*config_);
+  CheckpointReader reader(path, naming.checkpoint_key);
+  const StateDict weights = rename_for_model(reader.contents().model, model(), naming, path);
+  LoadReport report = load_state_dict(model(), weights, /*strict=*/false, path);
   if (require_all && !report.missing.empty()) {
     const bool algorithm_checkpoint = std::any_of(report.unexpected.begin(), report.unexpected.end(),
                                                   [](const std::string& key) { return key.rfind("architecture.", 0) == 0; });

@@ -6,6 +6,7 @@
 
 #include "components/nn/module.h"
 #include "engine/checkpoint.h"
+#include "engine/checkpoint_names.h"
 #include "engine/config.h"
 #include "engine/error.h"
 #include "engine/strings.h"
@@ -37,9 +38,11 @@ void load_teacher_checkpoint(Model& teacher, Args& args, const std::string& key)
     return;
   }
   RAZOR_CHECK(fs::exists(*path), args.where(key), ": checkpoint not found: ", *path);
-  CheckpointReader reader(*path);
+  const CheckpointNaming naming = args.config() ? CheckpointNaming::from_config(*args.config()) : CheckpointNaming{};
+  CheckpointReader reader(*path, naming.checkpoint_key);
+  const StateDict weights = rename_for_model(reader.contents().model, teacher, naming, *path);
   try {
-    load_state_dict(teacher, reader.contents().model, /*strict=*/true, *path);
+    load_state_dict(teacher, weights, /*strict=*/true, *path);
   } catch (const Error& e) {
     throw e.with_context(args.where(key) + ": the teacher checkpoint does not fit the teacher");
   }

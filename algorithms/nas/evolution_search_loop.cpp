@@ -19,6 +19,7 @@
 #include "engine/runner.h"
 #include "engine/strings.h"
 #include "engine/version.h"
+#include "engine/text_file.h"
 
 namespace razor {
 
@@ -497,11 +498,10 @@ void EvolutionSearchLoop::save_checkpoint() {
 }
 
 void EvolutionSearchLoop::resume(const std::string& path) {
-  std::ifstream in(path);
-  RAZOR_CHECK(in.good(), "search checkpoint not found: ", path);
+  RAZOR_CHECK(std::ifstream(path).good(), "search checkpoint not found: ", path);
   Json state;
   try {
-    state = Json::parse(in);
+    state = Json::parse(read_text_file(path, "search checkpoint"));
   } catch (const std::exception& e) {
     throw runtime_error(path, ": not a readable search checkpoint (", e.what(), ")");
   }
@@ -622,11 +622,12 @@ void EvolutionSearchLoop::run() {
   algorithm();  // a clear error before anything runs
   runner_.call_hooks([&](Hook& h) { h.before_train(runner_); });
   if (!options_.init_candidates.empty()) {
-    std::ifstream in(options_.init_candidates);
-    RAZOR_CHECK(in.good(), "train_cfg.init_candidates: file not found: ", options_.init_candidates);
+    RAZOR_CHECK(std::ifstream(options_.init_candidates).good(), "train_cfg.init_candidates: file not found: ",
+                options_.init_candidates);
+    const std::string text = read_text_file(options_.init_candidates, "train_cfg.init_candidates file");
     Json list;
     try {
-      list = Json::parse(in);
+      list = Json::parse(text);
     } catch (const std::exception& e) {
       throw config_error(options_.init_candidates, ": not valid JSON (", e.what(), ")");
     }

@@ -9,6 +9,7 @@
 #include "algorithms/quantization/quant_loops.h"
 #include "components/nn/batch_norm.h"
 #include "engine/checkpoint.h"
+#include "engine/checkpoint_names.h"
 #include "engine/error.h"
 #include "engine/strings.h"
 
@@ -185,7 +186,8 @@ void load_float_checkpoint(Model& architecture, Args& args) {
     return;
   }
   RAZOR_CHECK(fs::exists(*path), args.where("float_checkpoint"), ": checkpoint not found: ", *path);
-  CheckpointReader reader(*path);
+  const CheckpointNaming naming = args.config() ? CheckpointNaming::from_config(*args.config()) : CheckpointNaming{};
+  CheckpointReader reader(*path, naming.checkpoint_key);
   StateDict weights = reader.contents().model;
   const std::string prefix = "architecture.";
   const bool from_algorithm = std::any_of(weights.begin(), weights.end(), [&](const auto& item) {
@@ -198,6 +200,7 @@ void load_float_checkpoint(Model& architecture, Args& args) {
     }
     weights = std::move(stripped);
   }
+  weights = rename_for_model(std::move(weights), architecture, naming, *path);
   try {
     load_state_dict(architecture, weights, /*strict=*/true, *path);
   } catch (const Error& e) {

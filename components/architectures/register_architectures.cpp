@@ -12,6 +12,7 @@
 #include "components/architectures/cls_head.h"
 #include "components/architectures/dafl_generator.h"
 #include "components/architectures/darts_backbone.h"
+#include "components/architectures/foreign_names.h"
 #include "components/architectures/global_average_pooling.h"
 #include "components/architectures/image_classifier.h"
 #include "components/architectures/mobilenet_v2.h"
@@ -360,6 +361,7 @@ void register_architectures() {
   static bool done = false;
   if (done) return;
   done = true;
+  register_foreign_names();
   auto& registry = model_registry();
   registry.add("ImageClassifier", build_image_classifier);
   registry.add("ResNet", build_resnet);

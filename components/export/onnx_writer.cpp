@@ -47,6 +47,7 @@ void fill_tensor(onnx::TensorProto& proto, const std::string& name, const torch:
     case torch::kFloat: proto.set_data_type(onnx::TensorProto::FLOAT); break;
     case torch::kInt8: proto.set_data_type(onnx::TensorProto::INT8); break;
     case torch::kUInt8: proto.set_data_type(onnx::TensorProto::UINT8); break;
+    case torch::kInt: proto.set_data_type(onnx::TensorProto::INT32); break;
     case torch::kLong: proto.set_data_type(onnx::TensorProto::INT64); break;
     default: throw config_error("ONNX export: no initialiser type for ", t.scalar_type());
   }
@@ -201,7 +202,8 @@ class GraphBuilder {
   /// An activation quantiser on `value`: QuantizeLinear -> DequantizeLinear (with a Clip
   /// first for a range narrower than the type), or one FakeQuantize. The same quantiser on the
   /// same value is written once.
-  std::string quantize_activation(const std::string& value, quant::FakeQuantizer& fq, const std::string& where) {
+  std::string quantize_activation(const std::string& value, quant::FakeQuantizer& fq, const std::string& where,
+                                  bool planned = true) {
     const auto key = std::make_pair(value, &fq);
     if (auto it = quantized_.find(key); it != quantized_.end()) return it->second;
     RAZOR_CHECK(!fq.per_channel(), "ONNX export: ", where,
@@ -239,15 +241,16 @@ class GraphBuilder {
       out = fresh(value + "/dq");
       node("DequantizeLinear", {q, s, z}, out);
     }
-    ++summary_.activation_quantizers;
+    if (planned) ++summary_.activation_quantizers;
     quantized_[key] = out;
+    dequantized_from_[out] = &fq;
     return out;
   }
 
   /// The weight (BatchNorm folded in when the plan folds one, the channel mask applied) and
   /// bias, and the weight as the graph reads it: a float initialiser, int8 + DequantizeLinear,
   /// or FakeQuantize.
-  std::pair<std::string, std::string> weight_and_bias(int64_t i, nn::WeightedOp& op) {
+  std::pair<std::string, std::string> weight_and_bias(int64_t i, nn::WeightedOp& op, const std::string& input) {
     const std::string base = base_name(i);
     torch::Tensor weight = op.weight.detach(), bias = op.bias.defined() ? op.bias.detach() : torch::Tensor();
     if (op.out_channel_mask().defined()) {
@@ -263,12 +266,17 @@ class GraphBuilder {
       std::tie(weight, bias) = nn::fold_bn_into(weight, bias, op.folded_bn());
       ++summary_.folded_bn;
     }
-    const std::string b = bias.defined() ? initializer(base + ".bias", bias) : "";
     quant::FakeQuantizer* fq = nullptr;
     if (plan_) {
       auto it = plan_->weight_fake_quants.find(i);
       if (it != plan_->weight_fake_quants.end() && active(it->second.get())) fq = it->second.get();
     }
+    auto from = dequantized_from_.find(input);
+    const bool int32_bias = options_.form == OnnxForm::QDQ && fq && bias.defined() && from != dequantized_from_.end() &&
+                            feeds_quantiser(i);
+    const std::string b = !bias.defined() ? ""
+                          : int32_bias    ? quantized_bias(base, bias, *from->second, *fq)
+                                          : initializer(base + ".bias", bias);
     if (!fq) return {initializer(base + ".weight", weight), b};
 
     ++summary_.weight_quantizers;
@@ -325,6 +333,49 @@ class GraphBuilder {
     return {out, b};
   }
 
+  /// Whether the value that op `i` computes (after the BN folded into it and a ReLU or ReLU6
+  /// that follows) has its own output quantiser: DQ -> op -> Q, the pattern runtimes fuse into
+  /// one integer kernel. Elsewhere (TensorRT's placement quantises inputs only) the bias stays
+  /// float, as razor computes it.
+  bool feeds_quantiser(int64_t i) const {
+    for (int64_t n = i; n >= 0;) {
+      if (active(plan_->output_quantizer(n))) return true;
+      const int64_t next = flow_.only_consumer(n);
+      if (next < 0) return false;
+      const std::string& type = flow_.nodes[static_cast<size_t>(next)].type;
+      const bool chained = (type == "BatchNorm2d" && folded_into(next)) || type == "ReLU" || type == "ReLU6";
+      n = chained ? next : -1;
+    }
+    return false;
+  }
+
+  /// The bias as int32 through DequantizeLinear with scale s_input * s_weight (per output
+  /// channel) and zero point 0: the form in which onnxruntime and TensorRT fuse
+  /// DQ -> Conv/Gemm -> Q into one integer kernel. It rounds the bias to that grid, far finer
+  /// than the output's.
+  std::string quantized_bias(const std::string& base, const torch::Tensor& bias, quant::FakeQuantizer& input_fq,
+                             quant::FakeQuantizer& weight_fq) {
+    const double input_scale = input_fq.calculate_qparams().scale.reshape({-1})[0].item<double>();
+    torch::Tensor scale = weight_fq.calculate_qparams().scale.to(torch::kDouble).reshape({-1}) * input_scale;
+    if (scale.numel() == 1) scale = scale.expand({bias.numel()}).contiguous();
+    const double limit = 2147483647.0;
+    const torch::Tensor ints = torch::round(bias.to(torch::kDouble) / scale).clamp(-limit, limit).to(torch::kInt);
+    const std::string out = fresh(base + ".bias/dq");
+    auto& n = node("DequantizeLinear",
+                   {initializer(base + ".bias_quantized", ints), initializer(base + ".bias_scale", scale.to(torch::kFloat)),
+                    initializer(base + ".bias_zero_point", torch::zeros({bias.numel()}, torch::kInt))},
+                   out);
+    attr(n, "axis", int64_t{0});
+    return out;
+  }
+
+  // Ops whose output lies on their input's integer grid (a max, a copy, ReLU at the zero
+  // point), so a QuantizeLinear -> DequantizeLinear with the input's parameters after them
+  // changes nothing; written in the QDQ form so that what reads them reads a DequantizeLinear.
+  static bool keeps_grid(const std::string& type) {
+    return type == "MaxPool2d" || type == "Flatten" || type == "ReLU";
+  }
+
   void emit(int64_t i) {
     const nn::DataflowNode& n = flow_.nodes[static_cast<size_t>(i)];
     const std::string label = where(n);
@@ -340,7 +391,12 @@ class GraphBuilder {
     std::string out = convert(i, n, inputs);
     if (plan_) {
       quant::FakeQuantizer* fq = plan_->output_quantizer(i);
-      if (active(fq)) out = quantize_activation(out, *fq, label + " output");
+      if (active(fq)) {
+        out = quantize_activation(out, *fq, label + " output");
+      } else if (options_.form == OnnxForm::QDQ && keeps_grid(n.type) && !inputs.empty()) {
+        auto from = dequantized_from_.find(inputs[0]);
+        if (from != dequantized_from_.end()) out = quantize_activation(out, *from->second, label + " output", false);
+      }
     }
     values_[static_cast<size_t>(i)] = out;
   }
@@ -355,7 +411,7 @@ class GraphBuilder {
     const std::string out = fresh(base);
     if (type == "Conv2d") {
       auto& conv = dynamic_cast<nn::Conv2d&>(*n.module);
-      const auto [w, b] = weight_and_bias(i, conv);
+      const auto [w, b] = weight_and_bias(i, conv, inputs.at(0));
       const auto& o = conv.options();
       std::vector<std::string> args = {inputs.at(0), w};
       if (!b.empty()) args.push_back(b);
@@ -370,7 +426,7 @@ class GraphBuilder {
       RAZOR_CHECK(shape_of(n.inputs.at(0)).size() == 2, "ONNX export: ", where(n),
                   ": a Linear is written as Gemm, which needs a 2-D input; this one reads ",
                   torch::IntArrayRef(shape_of(n.inputs.at(0))));
-      const auto [w, b] = weight_and_bias(i, linear);
+      const auto [w, b] = weight_and_bias(i, linear, inputs.at(0));
       std::vector<std::string> args = {inputs.at(0), w};
       if (!b.empty()) args.push_back(b);
       attr(node("Gemm", args, out), "transB", int64_t{1});
@@ -387,7 +443,7 @@ class GraphBuilder {
       attr(node_proto, "epsilon", static_cast<float>(bn.eps()));
     } else if (type == "ReLU") {
       node("Relu", inputs, out);
-    } else if (type == "ReLU6" && options_.form == OnnxForm::Float) {
+    } else if (type == "ReLU6" && options_.form == OnnxForm::Float && options_.for_opencv) {
       // relu(x) - relu(x - 6): OpenCV 4.6's DNN reads no Clip with min/max inputs (opset >= 11).
       const std::string positive = fresh(base + "/relu"), shifted = fresh(base + "/minus6"), excess = fresh(base + "/excess");
       node("Relu", inputs, positive);
@@ -475,6 +531,8 @@ class GraphBuilder {
   std::vector<std::string> values_;
   std::set<std::string> used_names_ = {"input", "output"};
   std::map<std::pair<std::string, const quant::FakeQuantizer*>, std::string> quantized_;
+  // The quantiser each DequantizeLinear output of an activation came from.
+  std::map<std::string, quant::FakeQuantizer*> dequantized_from_;
   OnnxSummary summary_;
 };
 

@@ -40,6 +40,9 @@ struct OnnxOptions {
   const quant::QuantPlan* plan = nullptr;
   /// The example input's shape, [N, C, H, W]; N is written as the dynamic dimension "N".
   std::vector<int64_t> input_shape;
+  /// Float form: ReLU6 as relu(x) - relu(x - 6), which OpenCV 4.6 reads; false writes Clip,
+  /// which onnxruntime fuses into the conv before it.
+  bool for_opencv = true;
 };
 
 struct OnnxSummary {

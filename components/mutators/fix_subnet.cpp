@@ -9,6 +9,7 @@
 #include "components/mutators/nas_mutator.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
+#include "engine/text_file.h"
 
 namespace razor {
 
@@ -90,11 +91,8 @@ Json yaml_text_to_json(const std::string& text, const std::string& origin) {
 }
 
 Json read_subnet_file(const std::string& path) {
-  std::ifstream in(path);
-  RAZOR_CHECK(in.good(), "subnet file not found or unreadable: ", path);
-  std::stringstream text;
-  text << in.rdbuf();
-  Json subnet = yaml_text_to_json(text.str(), path);
+  RAZOR_CHECK(std::ifstream(path).good(), "subnet file not found or unreadable: ", path);
+  Json subnet = yaml_text_to_json(read_text_file(path, "subnet file"), path);
   RAZOR_CHECK(subnet.is_object(), path,
               ": a subnet file is a table {mutable name: {chosen: value}}");
   return subnet;

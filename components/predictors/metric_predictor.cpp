@@ -12,6 +12,7 @@
 #include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/strings.h"
+#include "engine/text_file.h"
 
 namespace razor {
 
@@ -205,11 +206,8 @@ bool is_predictor_state(const Json& document) {
 }
 
 Json read_pretrained_predictor(const std::string& path) {
-  std::ifstream in(path);
-  RAZOR_CHECK(in.good(), path, ": predictor file not found");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
+  RAZOR_CHECK(std::ifstream(path).good(), path, ": predictor file not found");
+  const std::string text = read_text_file(path, "predictor file");
   Json document;
   try {
     document = Json::parse(text);

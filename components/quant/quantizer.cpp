@@ -20,6 +20,7 @@ const char* backend_name(Backend backend) {
     case Backend::OpenVINO: return "openvino";
     case Backend::TensorRT: return "tensorrt";
     case Backend::Academic: return "academic";
+    case Backend::ONNXRuntime: return "onnxruntime";
   }
   return "?";
 }
@@ -117,9 +118,11 @@ QuantizerOptions QuantizerOptions::parse(Args& args) {
     o.backend = Backend::TensorRT;
   } else if (type == "AcademicQuantizer") {
     o.backend = Backend::Academic;
+  } else if (type == "ONNXRuntimeQuantizer") {
+    o.backend = Backend::ONNXRuntime;
   } else {
     args.fail("type", "unknown quantizer \"" + type +
-                          "\" (NativeQuantizer, OpenVINOQuantizer, TensorRTQuantizer, AcademicQuantizer)");
+                          "\" (NativeQuantizer, OpenVINOQuantizer, TensorRTQuantizer, ONNXRuntimeQuantizer, AcademicQuantizer)");
   }
   if (args.has("global_qconfig")) {
     Args q = args.sub("global_qconfig");
@@ -224,6 +227,8 @@ bool keeps_input_scale(const std::string& t) {
 // Non-weighted ops that native and OpenVINO quantise (their output gets a quantiser).
 bool is_quantised_op(const std::string& t, Backend b) {
   if (t == "Add" || t == "Mul" || t == "Hardswish" || t == "Hardsigmoid" || t == "Sigmoid" || t == "Tanh") return true;
+  // onnxruntime's QLinearAveragePool and QLinearGlobalAveragePool requantise their output.
+  if ((t == "AvgPool2d" || t == "AdaptiveAvgPool2d") && b == Backend::ONNXRuntime) return true;
   return t == "BatchNorm2d" && b == Backend::Native;
 }
 
@@ -320,7 +325,7 @@ class Planner {
       }
     }
     const int64_t c = flow_.only_consumer(end);
-    const bool relu6_fuses = o_.backend == Backend::OpenVINO;
+    const bool relu6_fuses = o_.backend == Backend::OpenVINO || o_.backend == Backend::ONNXRuntime;
     if (c >= 0 && (type(c) == "ReLU" || (relu6_fuses && type(c) == "ReLU6")) &&
         (is_weighted(type(head)) || type(head) == "Add")) {
       absorbed_[static_cast<size_t>(c)] = true;

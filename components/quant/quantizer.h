@@ -17,6 +17,11 @@
 //             conv -> BN -> ReLU6 chain gets one after the ReLU6) or Identity, after max
 //             pooling or flatten, or on the model output;
 //   tensorrt  only the inputs and weights of conv and linear ops;
+//   onnxruntime  native, with the chains onnxruntime fuses into one integer kernel: a conv ->
+//             BN -> ReLU6 chain gets one quantiser after the ReLU6, and average pooling its
+//             own output quantiser (QLinearAveragePool, QLinearGlobalAveragePool); with
+//             asymmetric uint8 activations (zero point 0 after a ReLU) its QDQ export leaves no
+//             float Conv, Gemm or Add in onnxruntime's optimised graph;
 //   academic  the native placement on conv and linear chains only, with a qconfig per
 //             module name or type (qconfig_mapping); no deploy rules.
 // A concat's inputs share one quantiser (one scale), as NNCF unifies them.
@@ -34,7 +39,7 @@
 
 namespace razor::quant {
 
-enum class Backend { Native, OpenVINO, TensorRT, Academic };
+enum class Backend { Native, OpenVINO, TensorRT, Academic, ONNXRuntime };
 const char* backend_name(Backend backend);
 
 /// Module names: exact, or a regular expression after "{re}" (NNCF's spelling).
@@ -71,7 +76,8 @@ struct QuantizerOptions {
   std::map<std::string, int64_t> weight_bits;
 
   /// Reads a `quantizer` table: type (NativeQuantizer | TorchNativeQuantizer |
-  /// OpenVINOQuantizer | TensorRTQuantizer | AcademicQuantizer, "mmrazor." allowed),
+  /// OpenVINOQuantizer | TensorRTQuantizer | ONNXRuntimeQuantizer | AcademicQuantizer,
+  /// "mmrazor." allowed),
   /// global_qconfig, qconfig_mapping { _global_, object_type, module_name }, ignored_scopes,
   /// target_scopes, target_device, weight_bits, tracer (MMRazor's; razor traces by itself).
   static QuantizerOptions parse(Args& args);

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
+#include <vector>
 
 #include "apps/onnx_export.h"
 #include "engine/config.h"
@@ -98,4 +100,43 @@ TEST_CASE("razor export --format onnx --verify: float and quantised files comput
                             ".onnx --verify --verify-images 128"),
               work + "_export.log") == 0);
   CHECK(read_file(work + "_export.log").find("Verified") != std::string::npos);
+}
+
+TEST_CASE("ONNXRuntimeQuantizer: onnxruntime's optimised graphs of ResNet-8 and MobileNetV2 keep no float Conv, Gemm "
+          "or Add",
+          "[export][onnx][ptq]") {
+  TempDir dir;
+  // Each model trained briefly (the graph, not the accuracy, is under test) and quantised.
+  const std::vector<std::tuple<std::string, std::string, std::string>> models = {
+      {"resnet8", kConfigs + "tiny_float_resnet8.toml", kConfigs + "tiny_ptq_onnxruntime_resnet8.toml"},
+      {"mobilenet_v2", kConfigs + "tiny_float_mobilenet_v2.toml", kConfigs + "tiny_ptq_onnxruntime_mobilenet_v2.toml"}};
+  for (const auto& [name, float_config, ptq] : models) {
+    INFO(name);
+    REQUIRE(run(razor_command("train " + float_config + " --work-dir " + (dir / name) +
+                              " --cfg-options train_dataloader.dataset.indices=256"),
+                dir / (name + "_train.log")) == 0);
+    const std::string work = dir / (name + "_ptq");
+    REQUIRE(run(razor_command("ptq " + ptq + " --checkpoint " + (dir / name) + "/epoch_1.pth --work-dir " + work),
+                work + ".log") == 0);
+    const std::string log = work + "_export.log";
+    REQUIRE(run(razor_command("export " + ptq + " " + work + "/model_ptq.pth --format onnx --out " + work +
+                              ".onnx --verify --verify-images 128"),
+                log) == 0);
+    const std::string text = read_file(log);
+    CHECK(text.find("Verified") != std::string::npos);
+    CHECK(text.find("onnxruntime's optimised graph: 0 float compute nodes left; int8 runs at") != std::string::npos);
+    if (name == "resnet8") {
+      // The control: OpenVINO's placement (symmetric activations) leaves float convs and adds.
+      const std::string openvino = dir / "openvino";
+      REQUIRE(run(razor_command("ptq " + kConfigs + "tiny_ptq_resnet8.toml --checkpoint " + (dir / name) +
+                                "/epoch_1.pth --work-dir " + openvino),
+                  openvino + ".log") == 0);
+      REQUIRE(run(razor_command("export " + kConfigs + "tiny_ptq_resnet8.toml " + openvino +
+                                "/model_ptq.pth --format onnx --out " + openvino + ".onnx --verify --verify-images 128"),
+                  openvino + "_export.log") == 0);
+      const std::string ov = read_file(openvino + "_export.log");
+      CHECK(ov.find("onnxruntime's optimised graph: 0 float") == std::string::npos);
+      CHECK(ov.find("FusedConv") != std::string::npos);
+    }
+  }
 }
