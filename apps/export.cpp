@@ -18,6 +18,20 @@ namespace razor {
 
 namespace fs = std::filesystem;
 
+std::unique_ptr<Runner> runner_for_export(std::shared_ptr<Config> config, const std::string& checkpoint) {
+  Json& model_table = config->tree["model"];
+  if (model_table.is_object() && model_table.value("type", "") == "MMArchitectureQuant") {
+    model_table["float_checkpoint"] = "";
+  }
+  RunnerOptions options;
+  options.device = "cpu";
+  options.write_files = false;
+  auto runner = std::make_unique<Runner>(std::move(config), options);
+  runner->load_weights(checkpoint, /*require_all=*/true);
+  runner->model().eval();
+  return runner;
+}
+
 ExportReport export_architecture(const Config& config, const std::string& checkpoint, const std::string& out) {
   RAZOR_CHECK(config.tree.contains("model"), config.file, ": the config has no [model] table");
   const Json& model = config.tree.at("model");

@@ -3,11 +3,19 @@
 // produced. For a distillation run that is the student: the "architecture.*" weights with
 // the prefix taken off, under a config whose `model` is the student's, so that the
 // student's own config (or the exported file's config) loads it with `razor test`.
+#include <memory>
 #include <string>
 
 #include "engine/config.h"
+#include "engine/runner.h"
 
 namespace razor {
+
+/// A runner on the CPU that writes nothing, its model built from `config`, loaded from
+/// `checkpoint` (every weight required; a quantised model takes its float weights and its
+/// quantisers' state from it, not from float_checkpoint) and in eval mode: what each export
+/// starts from.
+std::unique_ptr<Runner> runner_for_export(std::shared_ptr<Config> config, const std::string& checkpoint);
 
 struct ExportReport {
   std::string out;

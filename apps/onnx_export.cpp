@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "algorithms/quantization/mm_architecture_quant.h"
+#include "apps/export.h"
 #include "components/export/onnx_inspect.h"
 #include "components/nn/weighted_op.h"
 #include "components/quant/fake_quantize.h"
@@ -257,18 +258,9 @@ OnnxExportResult export_onnx(std::shared_ptr<Config> config, const std::string& 
   std::optional<deploy::OnnxForm> requested;
   if (!options.form.empty()) requested = deploy::parse_onnx_form(options.form);
 
-  // A quantised model's weights (float and quantiser state) all come from the checkpoint.
-  Json& model_table = config->tree["model"];
-  if (model_table.is_object() && model_table.value("type", "") == "MMArchitectureQuant") {
-    model_table["float_checkpoint"] = "";
-  }
-  RunnerOptions runner_options;
-  runner_options.device = "cpu";
-  runner_options.write_files = false;
-  Runner runner(config, runner_options);
-  runner.load_weights(checkpoint, /*require_all=*/true);
+  const std::unique_ptr<Runner> owned_runner = runner_for_export(config, checkpoint);
+  Runner& runner = *owned_runner;
   Model& model = runner.model();
-  model.eval();
   QuantSwitches switches(model);
   switches.observers_off();
 

@@ -56,18 +56,10 @@ ExportReport export_pytorch(std::shared_ptr<Config> config, const std::string& c
   RAZOR_CHECK(fs::exists(checkpoint), "checkpoint not found: ", checkpoint);
   RAZOR_CHECK(fs::absolute(out) != fs::absolute(checkpoint), "--out must not overwrite the checkpoint ", checkpoint);
   RAZOR_CHECK(config->tree.contains("model"), config->file, ": the config has no [model] table");
-  Json& model_table = config->tree["model"];
-  // A quantised model's weights all come from the checkpoint.
-  if (model_table.value("type", "") == "MMArchitectureQuant") model_table["float_checkpoint"] = "";
+  const Json& model_table = config->tree.at("model");
   const bool wrapped = model_table.contains("architecture");
-
-  RunnerOptions runner_options;
-  runner_options.device = "cpu";
-  runner_options.write_files = false;
-  Runner runner(config, runner_options);
-  runner.load_weights(checkpoint, /*require_all=*/true);
-  Model& model = runner.model();
-  model.eval();
+  const std::unique_ptr<Runner> runner = runner_for_export(config, checkpoint);
+  Model& model = runner->model();
   torch::nn::Module* source = &model;
   if (wrapped) {
     for (const auto& child : model.named_children()) {

@@ -271,11 +271,13 @@ class GraphBuilder {
       auto it = plan_->weight_fake_quants.find(i);
       if (it != plan_->weight_fake_quants.end() && active(it->second.get())) fq = it->second.get();
     }
-    auto from = dequantized_from_.find(input);
-    const bool int32_bias = options_.form == OnnxForm::QDQ && fq && bias.defined() && from != dequantized_from_.end() &&
-                            feeds_quantiser(i);
+    quant::FakeQuantizer* bias_input = nullptr;  // set for a bias razor rounds to int32
+    if (plan_ && options_.form == OnnxForm::QDQ && fq && bias.defined()) {
+      auto it = plan_->bias_input_quants.find(i);
+      if (it != plan_->bias_input_quants.end()) bias_input = it->second.get();
+    }
     const std::string b = !bias.defined() ? ""
-                          : int32_bias    ? quantized_bias(base, bias, *from->second, *fq)
+                          : bias_input    ? quantized_bias(base, bias, *bias_input, *fq)
                                           : initializer(base + ".bias", bias);
     if (!fq) return {initializer(base + ".weight", weight), b};
 
@@ -333,36 +335,17 @@ class GraphBuilder {
     return {out, b};
   }
 
-  /// Whether the value that op `i` computes (after the BN folded into it and a ReLU or ReLU6
-  /// that follows) has its own output quantiser: DQ -> op -> Q, the pattern runtimes fuse into
-  /// one integer kernel. Elsewhere (TensorRT's placement quantises inputs only) the bias stays
-  /// float, as razor computes it.
-  bool feeds_quantiser(int64_t i) const {
-    for (int64_t n = i; n >= 0;) {
-      if (active(plan_->output_quantizer(n))) return true;
-      const int64_t next = flow_.only_consumer(n);
-      if (next < 0) return false;
-      const std::string& type = flow_.nodes[static_cast<size_t>(next)].type;
-      const bool chained = (type == "BatchNorm2d" && folded_into(next)) || type == "ReLU" || type == "ReLU6";
-      n = chained ? next : -1;
-    }
-    return false;
-  }
-
   /// The bias as int32 through DequantizeLinear with scale s_input * s_weight (per output
-  /// channel) and zero point 0: the form in which onnxruntime and TensorRT fuse
-  /// DQ -> Conv/Gemm -> Q into one integer kernel. It rounds the bias to that grid, far finer
-  /// than the output's.
+  /// channel) and zero point 0, the integers razor's forward rounds it to (the onnxruntime
+  /// backend's bias quantiser): the form in which onnxruntime and TensorRT fuse
+  /// DQ -> Conv/Gemm -> Q into one integer kernel.
   std::string quantized_bias(const std::string& base, const torch::Tensor& bias, quant::FakeQuantizer& input_fq,
                              quant::FakeQuantizer& weight_fq) {
-    const double input_scale = input_fq.calculate_qparams().scale.reshape({-1})[0].item<double>();
-    torch::Tensor scale = weight_fq.calculate_qparams().scale.to(torch::kDouble).reshape({-1}) * input_scale;
-    if (scale.numel() == 1) scale = scale.expand({bias.numel()}).contiguous();
-    const double limit = 2147483647.0;
-    const torch::Tensor ints = torch::round(bias.to(torch::kDouble) / scale).clamp(-limit, limit).to(torch::kInt);
+    const torch::Tensor scale = quant::bias_scale(input_fq, weight_fq, bias.numel());
+    const torch::Tensor ints = quant::bias_integers(bias, scale).to(torch::kInt);
     const std::string out = fresh(base + ".bias/dq");
     auto& n = node("DequantizeLinear",
-                   {initializer(base + ".bias_quantized", ints), initializer(base + ".bias_scale", scale.to(torch::kFloat)),
+                   {initializer(base + ".bias_quantized", ints), initializer(base + ".bias_scale", scale),
                     initializer(base + ".bias_zero_point", torch::zeros({bias.numel()}, torch::kInt))},
                    out);
     attr(n, "axis", int64_t{0});

@@ -74,6 +74,7 @@ EffectiveWeight WeightedOp::effective_weight() {
     if (e.output_bias.defined()) e.output_bias = e.output_bias * mask;
   }
   if (weight_fake_quant_) e.weight = (*weight_fake_quant_)(e.weight);
+  if (bias_quant_ && e.bias.defined()) e.bias = bias_quant_(e.bias);
   return e;
 }
 

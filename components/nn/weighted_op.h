@@ -9,9 +9,12 @@
 //      and the fold is done for good, as deployed: the op adds the folded bias and the BN
 //      passes its input through (the same function; one op instead of three passes);
 //   2. an output-channel mask (structured pruning): masked channels give zero;
-//   3. a weight fake quantiser, the child "weight_fake_quant" (torch's QAT modules' name).
+//   3. a weight fake quantiser, the child "weight_fake_quant" (torch's QAT modules' name);
+//   4. a bias quantiser: the bias rounded to the int32 grid that integer runtimes add it on
+//      (s_input * s_weight), where the bias is a constant (eval mode, or no folded BN).
 // Dynamic width (a later slice of the weight) plugs in before step 1.
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "components/nn/module.h"
@@ -51,8 +54,15 @@ class WeightedOp : public Module {
   void set_weight_fake_quant(std::shared_ptr<Module> fake_quant);
   Module* weight_fake_quant() const { return weight_fake_quant_.get(); }
 
+  /// The bias as an integer runtime adds it (step 4); null removes it.
+  using BiasQuantizer = std::function<torch::Tensor(const torch::Tensor& bias)>;
+  void set_bias_quant(BiasQuantizer quant) { bias_quant_ = std::move(quant); }
+  bool has_bias_quant() const { return static_cast<bool>(bias_quant_); }
+
   /// Whether any of the steps above acts on the weight (else forward uses it as it is).
-  bool has_weight_steps() const { return folded_bn_ || out_channel_mask_.defined() || weight_fake_quant_; }
+  bool has_weight_steps() const {
+    return folded_bn_ || out_channel_mask_.defined() || weight_fake_quant_ || bias_quant_;
+  }
 
   /// The weight and bias after the steps above.
   EffectiveWeight effective_weight();
@@ -69,6 +79,7 @@ class WeightedOp : public Module {
   std::shared_ptr<BatchNorm2d> folded_bn_;
   torch::Tensor out_channel_mask_;
   std::shared_ptr<Module> weight_fake_quant_;
+  BiasQuantizer bias_quant_;
 };
 
 /// gamma / sqrt(running_var + eps) (1 / sigma without affine): the per-channel factor a folded

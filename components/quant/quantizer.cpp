@@ -409,6 +409,56 @@ struct OpPoints {
 
 }  // namespace
 
+torch::Tensor bias_scale(FakeQuantizer& input, FakeQuantizer& weight, int64_t channels) {
+  const torch::Tensor s_input = input.calculate_qparams().scale.detach().to(torch::kFloat).reshape({-1}).slice(0, 0, 1);
+  torch::Tensor scale = weight.calculate_qparams().scale.detach().to(torch::kFloat).reshape({-1}) * s_input;
+  if (scale.numel() == 1) scale = scale.expand({channels});
+  return scale.contiguous();
+}
+
+torch::Tensor bias_integers(const torch::Tensor& bias, const torch::Tensor& scale) {
+  return torch::round(bias.detach().to(torch::kFloat) / scale.to(bias.device())).clamp(-2147483647.0, 2147483647.0);
+}
+
+namespace {
+
+// The quantiser whose output op `n` reads: on its input, or on the value's producer, through
+// the ops that keep their input's scale.
+std::shared_ptr<FakeQuantizer> input_fake_quant_of(const QuantPlan& plan, int64_t n) {
+  for (const auto& p : plan.activations) {
+    if (p.node == n && p.input == 0) return p.fake_quant;
+  }
+  const auto& nodes = plan.flow.nodes;
+  for (int64_t from = nodes[static_cast<size_t>(n)].inputs.empty() ? -1 : nodes[static_cast<size_t>(n)].inputs[0];
+       from >= 0;) {
+    for (const auto& p : plan.activations) {
+      if (p.node == from && p.input < 0) return p.fake_quant;
+    }
+    const auto& node = nodes[static_cast<size_t>(from)];
+    if (!keeps_input_scale(node.type) || node.inputs.empty()) break;
+    from = node.inputs[0];
+  }
+  return nullptr;
+}
+
+// The onnxruntime backend's biases on their int32 grid, in razor's forward as in the runtime.
+void quantise_biases(QuantPlan& plan) {
+  for (const auto& [n, weight_fq] : plan.weight_fake_quants) {
+    auto* op = dynamic_cast<nn::WeightedOp*>(plan.flow.nodes[static_cast<size_t>(n)].module);
+    if (!op || op->has_bias_quant()) continue;
+    std::shared_ptr<FakeQuantizer> input_fq = input_fake_quant_of(plan, n);
+    if (!input_fq) continue;
+    plan.bias_input_quants[n] = input_fq;
+    op->set_bias_quant([input_fq, weight_fq = weight_fq](const torch::Tensor& bias) {
+      const torch::Tensor scale = bias_scale(*input_fq, *weight_fq, bias.numel()).to(bias.device());
+      const torch::Tensor rounded = (bias_integers(bias, scale) * scale).to(bias.dtype());
+      return bias + (rounded - bias).detach();  // straight through
+    });
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<QuantPlan> prepare(torch::nn::Module& root, const QuantizerOptions& options,
                                    const torch::Tensor& example,
                                    const std::function<torch::Tensor(const torch::Tensor&)>& forward) {
@@ -523,6 +573,7 @@ std::shared_ptr<QuantPlan> prepare(torch::nn::Module& root, const QuantizerOptio
       if (fq) output = (*fq)(output);
     });
   }
+  if (options.backend == Backend::ONNXRuntime) quantise_biases(*plan);
   return plan;
 }
 

@@ -103,6 +103,9 @@ struct QuantPlan {
   /// The BatchNorm folded into each weighted node (simulated in training, for good at export).
   std::map<int64_t, int64_t> folded_bn;
   std::vector<ActivationPoint> activations;
+  /// For the ops whose bias is quantised (the onnxruntime backend, whose integer kernels add an
+  /// int32 bias), the quantiser of the op's input: with the weight's it gives the bias grid.
+  std::map<int64_t, std::shared_ptr<FakeQuantizer>> bias_input_quants;
 
   /// The output quantiser of `node` (null: none).
   FakeQuantizer* output_quantizer(int64_t node) const;
@@ -111,6 +114,12 @@ struct QuantPlan {
   /// A readable list, one point per line ("backbone.conv1.conv  weight  PerChannelMinMaxObserver qint8[-127,127]").
   std::string describe() const;
 };
+
+/// The int32 grid of a quantised op's bias, [channels]: s_input * s_weight (per output channel)
+/// in float32, as integer runtimes form it.
+torch::Tensor bias_scale(FakeQuantizer& input, FakeQuantizer& weight, int64_t channels);
+/// round(bias / bias_scale), clamped to int32, in float32: the integers an export writes.
+torch::Tensor bias_integers(const torch::Tensor& bias, const torch::Tensor& scale);
 
 /// Places and attaches the quantisers on `root` (the float architecture, assigned paths),
 /// tracing it with `forward` on `example` (a batch of the model's input shape). Hooks stay

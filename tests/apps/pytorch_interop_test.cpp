@@ -215,16 +215,19 @@ TEST_CASE("razor export --format pytorch of a quantised checkpoint: the float mo
   CHECK(written.count("backbone.conv1.weight_fake_quant.scale") == 0);
 }
 
-TEST_CASE("A torchvision file through razor export --format onnx computes torchvision's function in onnxruntime",
+TEST_CASE("torchvision files through razor export --format onnx compute torchvision's function in onnxruntime",
           "[pytorch][interop][onnx]") {
   TempDir dir;
-  const std::string config = dir / "mobilenet_v2.toml";
-  std::ofstream(config) << model_config("mobilenet_v2");
-  const std::string onnx = dir / "mobilenet_v2.onnx";
-  REQUIRE(run(razor_command("export " + config + " " + kData + "tv_mobilenet_v2.pth --format onnx --out " + onnx +
-                            " --verify --verify-images 32"),
-              dir / "export.log") == 0);
-  CHECK(read_file(dir / "export.log").find("Verified: the file computes what razor computed") != std::string::npos);
+  for (const std::string name : {"resnet18", "mobilenet_v2"}) {
+    INFO(name);
+    const std::string config = dir / (name + ".toml");
+    std::ofstream(config) << model_config(name);
+    const std::string onnx = dir / (name + ".onnx");
+    REQUIRE(run(razor_command("export " + config + " " + kData + "tv_" + name + ".pth --format onnx --out " + onnx +
+                              " --verify --verify-images 32"),
+                dir / "export.log") == 0);
+    CHECK(read_file(dir / "export.log").find("Verified: the file computes what razor computed") != std::string::npos);
+  }
 }
 
 TEST_CASE("Resuming from a torch.save file is refused: it holds weights only", "[pytorch][interop]") {

@@ -148,9 +148,11 @@ TEST_CASE("2 ranks of LSQ training equal 1 process with batch 2B: the initial sc
   std::string worst;
   const double diff = relative_difference(two, one, worst);
   INFO("largest relative difference " << diff << " in " << worst);
-  // float32 (fake quant has no float64 kernels): scales, ranges and weights agree to 1e-6,
-  // the BatchNorm biases (norms of 1e-3) to 1e-7 absolute, so 1e-3 relative.
-  CHECK(diff < 1e-3);
+  // float32 (fake quant has no float64 kernels): scales, ranges and weights agree to 1e-6;
+  // the BatchNorm biases (norms of 1e-3) to a few 1e-6 absolute, which is up to 2.3e-3
+  // relative with the convolution kernels of some CPUs (2e-4 with others). The control below
+  // is 3e-2 and more.
+  CHECK(diff < 5e-3);
   // The first batch decides the scales: half of it gives other ones (0.1 to 1 here).
   const std::string half = train(quant + "tiny_lsq_resnet8.toml", 1, 16, dir / "half", lsq);
   CHECK(relative_difference(half, one, worst) > 3e-2);
