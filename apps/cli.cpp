@@ -115,6 +115,7 @@ int command_export(const std::string& file, const std::string& checkpoint, const
                    const std::string& out, const std::string& subnet, const std::string& format,
                    const std::string& names, OnnxExportOptions onnx_options) {
   auto config = load_with_overrides(file, overrides);
+  RAZOR_CHECK(names == "razor" || format == "pytorch", "--names applies to --format pytorch");
   if (format == "onnx") {
     RAZOR_CHECK(subnet.empty(), "--subnet writes a checkpoint: export the subnet first, then its subnet.toml to ONNX");
     onnx_options.out = out;
@@ -128,7 +129,6 @@ int command_export(const std::string& file, const std::string& checkpoint, const
               << ": torch.load reads it as a state dict\n";
     return 0;
   }
-  RAZOR_CHECK(names == "razor", "--names applies to --format pytorch");
   RAZOR_CHECK(format == "checkpoint", "--format ", format, ": unknown (known: checkpoint, onnx, pytorch)");
   if (!subnet.empty()) {
     SubnetExport report = export_subnet(*config, checkpoint, subnet, out);

@@ -452,7 +452,7 @@ void quantise_biases(QuantPlan& plan) {
     op->set_bias_quant([input_fq, weight_fq = weight_fq](const torch::Tensor& bias) {
       const torch::Tensor scale = bias_scale(*input_fq, *weight_fq, bias.numel()).to(bias.device());
       const torch::Tensor rounded = (bias_integers(bias, scale) * scale).to(bias.dtype());
-      return bias + (rounded - bias).detach();  // straight through
+      return rounded + (bias - bias.detach());  // exactly `rounded`, the gradient straight through
     });
   }
 }

@@ -310,3 +310,50 @@ TEST_CASE("Quantizer options: overrides, bit widths and the errors that name the
   CHECK_THAT(fails({{"type", "NativeQuantizer"}, {"global_qconfig", shipped_qconfig()}, {"weight_bits", {{"head.fc", 9}}}}),
              Catch::Contains("weight_bits.head.fc") && Catch::Contains("2..8"));
 }
+
+TEST_CASE("onnxruntime placement: ReLU6 chains fused, pooling requantised, biases on the int32 grid razor computes",
+          "[quant][quantizer]") {
+  register_quant();
+  auto model = std::dynamic_pointer_cast<ImageClassifier>(build_model(
+      classifier({{"type", "MobileNetV2"}, {"widen_factor", 0.25}, {"in_channels", 1}}, 1280, 10)));
+  Json extra = {{"global_qconfig", shipped_qconfig("quint8")}};
+  extra["global_qconfig"]["a_qscheme"]["is_symmetry"] = false;
+  auto plan = prepare_classifier(*model, options_for("ONNXRuntimeQuantizer", extra), {1, 1, 32, 32});
+  // Calibrate on one batch, then freeze: the scales are what they would be after PTQ.
+  torch::manual_seed(0);
+  {
+    torch::NoGradGuard no_grad;
+    model->forward_tensor(torch::randn({4, 1, 32, 32}));
+  }
+  for (const auto& p : plan->activations) p.fake_quant->disable_observer();
+
+  int64_t relu6 = 0, weighted = 0;
+  for (size_t n = 0; n < plan->flow.nodes.size(); ++n) {
+    const auto& node = plan->flow.nodes[n];
+    if (node.type == "ReLU6") {
+      ++relu6;
+      CHECK(plan->output_quantizer(static_cast<int64_t>(n)) != nullptr);  // after the ReLU6, as OpenVINO
+    }
+    if (node.type == "AdaptiveAvgPool2d") CHECK(plan->output_quantizer(static_cast<int64_t>(n)) != nullptr);
+    auto* op = dynamic_cast<nn::WeightedOp*>(node.module);
+    if (!op) continue;
+    ++weighted;
+    // Every quantised op's bias (the folded one for convs) lies on s_input * s_weight.
+    const auto input = plan->bias_input_quants.find(static_cast<int64_t>(n));
+    REQUIRE(input != plan->bias_input_quants.end());
+    const auto& weight_fq = plan->weight_fake_quants.at(static_cast<int64_t>(n));
+    const torch::Tensor bias = op->effective_weight().bias;
+    const torch::Tensor scale = bias_scale(*input->second, *weight_fq, bias.numel());
+    const torch::Tensor steps = bias / scale;
+    CHECK((steps - torch::round(steps)).abs().max().item<double>() < 1e-3);
+    CHECK(torch::equal(bias_integers(bias, scale) * scale, bias));  // what the export writes, to the bit
+  }
+  CHECK(relu6 == 35);
+  CHECK(weighted == 53);  // 52 convs and the classifier
+
+  // The control: the native placement leaves biases in float, off the grid.
+  auto native_model = std::dynamic_pointer_cast<ImageClassifier>(build_model(
+      classifier({{"type", "MobileNetV2"}, {"widen_factor", 0.25}, {"in_channels", 1}}, 1280, 10)));
+  auto native = prepare_classifier(*native_model, options_for("NativeQuantizer"), {1, 1, 32, 32});
+  CHECK(native->bias_input_quants.empty());
+}
