@@ -215,6 +215,36 @@ TEST_CASE("razor export --format pytorch of a quantised checkpoint: the float mo
   CHECK(written.count("backbone.conv1.weight_fake_quant.scale") == 0);
 }
 
+TEST_CASE("razor export --format pytorch of a distillation checkpoint writes the student alone",
+          "[pytorch][interop][export][distill]") {
+  TempDir dir;
+  const std::string configs = std::string(RAZOR_SOURCE_DIR) + "/tests/data/configs/dist/";
+  REQUIRE(run(razor_command("train " + configs + "resnet8_syncbn_fmnist.toml --work-dir " + (dir / "teacher") +
+                            " --cfg-options sync_bn=false"),
+              dir / "teacher.log") == 0);
+  const std::string teacher = "model.teacher_ckpt=\"" + (dir / "teacher/epoch_1.pth") + "\"";
+  const std::string kd = configs + "kd_resnet8_lenet_fmnist.toml";
+  REQUIRE(run(razor_command("train " + kd + " --work-dir " + (dir / "kd") + " --cfg-options '" + teacher + "'"),
+              dir / "kd.log") == 0);
+  const std::string ckpt = dir / "kd/epoch_1.pth";
+  const std::string overrides = " --cfg-options '" + teacher + "'";
+  REQUIRE(run(razor_command("export " + kd + " " + ckpt + " --format pytorch --out " + (dir / "student.pth") + overrides),
+              dir / "export.log") == 0);
+  REQUIRE(run(razor_command("export " + kd + " " + ckpt + " --out " + (dir / "student_razor.pth") + overrides),
+              dir / "export_razor.log") == 0);
+  // The same tensors as razor's own student export: the architecture's, without its prefix.
+  const auto written = read_pytorch_state_dict(dir / "student.pth");
+  const StateDict expected = CheckpointReader(dir / "student_razor.pth").contents().model;
+  REQUIRE(written.size() == expected.size());
+  std::map<std::string, torch::Tensor> by_name(written.begin(), written.end());
+  for (const auto& [name, tensor] : expected) {
+    INFO(name);
+    REQUIRE(by_name.count(name));
+    CHECK(torch::equal(by_name.at(name), tensor));
+  }
+  for (const auto& [name, tensor] : written) CHECK(name.rfind("architecture.", 0) != 0);
+}
+
 TEST_CASE("torchvision files through razor export --format onnx compute torchvision's function in onnxruntime",
           "[pytorch][interop][onnx]") {
   TempDir dir;
