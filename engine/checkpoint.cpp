@@ -204,13 +204,15 @@ CheckpointReader::CheckpointReader(const std::string& path, const std::string& c
     case CheckpointFormat::TorchScriptArchive:
       break;
   }
+  c10::IValue meta;
+  bool has_meta = false;
   try {
     archive_.load_from(path);
+    has_meta = archive_.try_read("razor_meta", meta);
   } catch (const c10::Error& e) {
     throw runtime_error("checkpoint ", path, " is corrupt or truncated (", e.what_without_backtrace(), ")");
   }
-  c10::IValue meta;
-  if (!archive_.try_read("razor_meta", meta)) {
+  if (!has_meta) {
     throw config_error("checkpoint ", path, " is a TorchScript archive (torch.jit.save), not a state dict; in Python, "
                        "save its weights with torch.save(torch.jit.load(\"", path, "\").state_dict(), \"model.pth\")");
   }
