@@ -39,11 +39,11 @@ std::map<std::string, torch::Tensor> folded_tensors(torch::nn::Module& source) {
     values[item.key() + ".weight"] = weight;
     if (op->bias.defined()) values[item.key() + ".bias"] = bias;
     // The BN becomes y = x + bias: (x - 0) / sqrt((1 - eps) + eps) * 1 + bias.
-    const torch::Tensor& gamma = values.at(bn_name + ".running_mean");
-    values[bn_name + ".running_mean"] = torch::zeros_like(gamma);
-    values[bn_name + ".running_var"] = torch::full_like(gamma, 1.0 - bn->eps());
-    if (values.count(bn_name + ".weight")) values[bn_name + ".weight"] = torch::ones_like(gamma);
-    if (values.count(bn_name + ".bias")) values[bn_name + ".bias"] = op->bias.defined() ? torch::zeros_like(gamma) : bias;
+    const torch::Tensor like = values.at(bn_name + ".running_mean");  // a copy: the entry is replaced
+    values[bn_name + ".running_mean"] = torch::zeros_like(like);
+    values[bn_name + ".running_var"] = torch::full_like(like, 1.0 - bn->eps());
+    if (values.count(bn_name + ".weight")) values[bn_name + ".weight"] = torch::ones_like(like);
+    if (values.count(bn_name + ".bias")) values[bn_name + ".bias"] = op->bias.defined() ? torch::zeros_like(like) : bias;
   }
   return values;
 }

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/strings.h"
 
@@ -94,13 +95,6 @@ CheckpointNaming CheckpointNaming::from_config(const Config& config) {
 
 namespace {
 
-std::map<std::string, torch::Tensor> tensors_of(const torch::nn::Module& model) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& item : model.named_parameters()) out[item.key()] = item.value();
-  for (const auto& item : model.named_buffers()) out[item.key()] = item.value();
-  return out;
-}
-
 // How many of the model's tensors `names` (razor -> file) finds in the file with their shape.
 size_t fitting(const std::map<std::string, torch::Tensor>& model, const std::map<std::string, torch::Tensor>& file,
                const std::map<std::string, std::string>* names) {
@@ -128,7 +122,8 @@ StateDict rename_for_model(StateDict tensors, const torch::nn::Module& model, co
   }
   if (naming.mapping == "none") return tensors;
 
-  const auto targets = tensors_of(model);
+  const StateDict own = state_dict(model);
+  const std::map<std::string, torch::Tensor> targets(own.begin(), own.end());
   const std::map<std::string, torch::Tensor> file(tensors.begin(), tensors.end());
   std::string chosen;
   std::map<std::string, std::string> names;

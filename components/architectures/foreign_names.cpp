@@ -10,6 +10,7 @@
 #include "components/architectures/image_classifier.h"
 #include "components/architectures/mobilenet_v2.h"
 #include "components/architectures/resnet.h"
+#include "engine/checkpoint.h"
 #include "engine/checkpoint_names.h"
 #include "engine/strings.h"
 
@@ -21,8 +22,7 @@ using Names = std::map<std::string, std::string>;
 
 std::vector<std::string> tensor_names(const torch::nn::Module& model) {
   std::vector<std::string> out;
-  for (const auto& item : model.named_parameters()) out.push_back(item.key());
-  for (const auto& item : model.named_buffers()) out.push_back(item.key());
+  for (const auto& item : state_dict(model)) out.push_back(item.first);
   return out;
 }
 

@@ -250,7 +250,7 @@ class GraphBuilder {
   /// The weight (BatchNorm folded in when the plan folds one, the channel mask applied) and
   /// bias, and the weight as the graph reads it: a float initialiser, int8 + DequantizeLinear,
   /// or FakeQuantize.
-  std::pair<std::string, std::string> weight_and_bias(int64_t i, nn::WeightedOp& op, const std::string& input) {
+  std::pair<std::string, std::string> weight_and_bias(int64_t i, nn::WeightedOp& op) {
     const std::string base = base_name(i);
     torch::Tensor weight = op.weight.detach(), bias = op.bias.defined() ? op.bias.detach() : torch::Tensor();
     if (op.out_channel_mask().defined()) {
@@ -394,7 +394,7 @@ class GraphBuilder {
     const std::string out = fresh(base);
     if (type == "Conv2d") {
       auto& conv = dynamic_cast<nn::Conv2d&>(*n.module);
-      const auto [w, b] = weight_and_bias(i, conv, inputs.at(0));
+      const auto [w, b] = weight_and_bias(i, conv);
       const auto& o = conv.options();
       std::vector<std::string> args = {inputs.at(0), w};
       if (!b.empty()) args.push_back(b);
@@ -409,7 +409,7 @@ class GraphBuilder {
       RAZOR_CHECK(shape_of(n.inputs.at(0)).size() == 2, "ONNX export: ", where(n),
                   ": a Linear is written as Gemm, which needs a 2-D input; this one reads ",
                   torch::IntArrayRef(shape_of(n.inputs.at(0))));
-      const auto [w, b] = weight_and_bias(i, linear, inputs.at(0));
+      const auto [w, b] = weight_and_bias(i, linear);
       std::vector<std::string> args = {inputs.at(0), w};
       if (!b.empty()) args.push_back(b);
       attr(node("Gemm", args, out), "transB", int64_t{1});

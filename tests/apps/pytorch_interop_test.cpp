@@ -73,6 +73,10 @@ torch::Tensor razor_logits(const std::string& config_text, const std::string& ch
   return logits_of(config_of(config_text), checkpoint, reference.at(0).second);
 }
 
+std::map<std::string, torch::Tensor> by_name(const StateDict& tensors) {
+  return std::map<std::string, torch::Tensor>(tensors.begin(), tensors.end());
+}
+
 double relative_error(const torch::Tensor& logits, const std::string& name) {
   const auto reference = read_pytorch_state_dict(kData + "tv_" + name + "_logits.pth");
   REQUIRE(reference.at(1).first == "logits");
@@ -136,10 +140,7 @@ TEST_CASE("razor export --format pytorch writes torchvision's state dict, and ra
                 dir / "export_tv.log") == 0);
     // The very names, order aside, and values of the file torchvision wrote.
     const auto original = read_pytorch_state_dict(source);
-    const std::map<std::string, torch::Tensor> written = [&] {
-      auto t = read_pytorch_state_dict(tv);
-      return std::map<std::string, torch::Tensor>(t.begin(), t.end());
-    }();
+    const auto written = by_name(read_pytorch_state_dict(tv));
     REQUIRE(written.size() == original.size());
     for (const auto& [key, tensor] : original) {
       INFO(key);
@@ -201,10 +202,7 @@ TEST_CASE("razor export --format pytorch of a quantised checkpoint: the float mo
 
   // The fold is in the weights (they differ from the float ones), and each BN is y = x + bias.
   const StateDict original = CheckpointReader(float_ckpt).contents().model;
-  const std::map<std::string, torch::Tensor> written = [&] {
-    auto t = read_pytorch_state_dict(exported);
-    return std::map<std::string, torch::Tensor>(t.begin(), t.end());
-  }();
+  const auto written = by_name(read_pytorch_state_dict(exported));
   const auto raw = std::find_if(original.begin(), original.end(),
                                 [](const auto& item) { return item.first == "backbone.conv1.weight"; });
   REQUIRE(raw != original.end());
@@ -236,11 +234,11 @@ TEST_CASE("razor export --format pytorch of a distillation checkpoint writes the
   const auto written = read_pytorch_state_dict(dir / "student.pth");
   const StateDict expected = CheckpointReader(dir / "student_razor.pth").contents().model;
   REQUIRE(written.size() == expected.size());
-  std::map<std::string, torch::Tensor> by_name(written.begin(), written.end());
+  const auto named = by_name(written);
   for (const auto& [name, tensor] : expected) {
     INFO(name);
-    REQUIRE(by_name.count(name));
-    CHECK(torch::equal(by_name.at(name), tensor));
+    REQUIRE(named.count(name));
+    CHECK(torch::equal(named.at(name), tensor));
   }
   for (const auto& [name, tensor] : written) CHECK(name.rfind("architecture.", 0) != 0);
 }
