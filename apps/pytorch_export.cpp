@@ -35,7 +35,7 @@ std::map<std::string, torch::Tensor> folded_tensors(torch::nn::Module& source) {
     if (!op || !op->folded_bn()) continue;
     const nn::BatchNorm2d* bn = op->folded_bn();
     const std::string& bn_name = bn_names.at(bn);
-    const auto [weight, bias] = nn::fold_bn_into(op->weight, op->bias, bn);
+    const auto [weight, bias] = op->deployed_weight(bn);
     values[item.key() + ".weight"] = weight;
     if (op->bias.defined()) values[item.key() + ".bias"] = bias;
     // The BN becomes y = x + bias: (x - 0) / sqrt((1 - eps) + eps) * 1 + bias.

@@ -6,6 +6,7 @@
 
 #include "components/nn/activation.h"
 #include "components/nn/conv.h"
+#include "components/nn/op_description.h"
 #include "engine/error.h"
 
 namespace razor {
@@ -16,6 +17,11 @@ namespace {
 class LeakyReLU : public nn::Module {
  public:
   explicit LeakyReLU(double slope) : nn::Module("LeakyReLU"), slope_(slope) {}
+  // MMRazor's ReLU counters count it (one FLOP per element); no quantiser or ONNX form.
+  const nn::OpDescription* description() const override {
+    static const nn::OpDescription d{{}, nn::count_per_output_element, nullptr};
+    return &d;
+  }
 
  protected:
   torch::Tensor forward(const torch::Tensor& input) override { return torch::leaky_relu(input, slope_); }

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "components/nn/activation.h"
+#include "components/nn/op_description.h"
 #include "components/nn/pooling.h"
 #include "engine/error.h"
 
@@ -43,6 +44,12 @@ void check_darts_kernel(const char* type, int64_t kernel_size) {
 DropPath::DropPath(double drop_prob) : nn::Module("DropPath"), drop_prob_(drop_prob) {
   RAZOR_CHECK(drop_prob >= 0 && drop_prob < 1, "DropPath: drop_prob must be in [0, 1), got ",
               drop_prob);
+}
+
+// The identity in eval mode; its output keeps its input's quantisation parameters.
+const nn::OpDescription* DropPath::description() const {
+  static const nn::OpDescription d{{nn::QuantRole::kSharesInput}, nullptr, nn::onnx_pass_through};
+  return &d;
 }
 
 torch::Tensor DropPath::forward(const torch::Tensor& input) {

@@ -41,6 +41,7 @@ class DropPath : public nn::Module {
  public:
   explicit DropPath(double drop_prob = 0.1);
   double drop_prob() const { return drop_prob_; }
+  const nn::OpDescription* description() const override;
 
  protected:
   torch::Tensor forward(const torch::Tensor& input) override;

@@ -19,15 +19,6 @@ std::shared_ptr<nn::ConvModule> conv_bn(int64_t in, int64_t out, int64_t k, int6
 }
 }  // namespace
 
-torch::Tensor shuffle_channels(const torch::Tensor& x, int64_t groups) {
-  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  // One copy into a tensor of x's memory format; splitting the channel dimension is a view
-  // in either format, where a reshape after the transpose would return a contiguous one.
-  torch::Tensor out = torch::empty_like(x, x.suggest_memory_format());
-  out.view({n, c / groups, groups, h, w}).copy_(x.reshape({n, groups, c / groups, h, w}).transpose(1, 2));
-  return out;
-}
-
 ShuffleBlock::ShuffleBlock(int64_t in_channels, int64_t out_channels, int64_t stride,
                            int64_t kernel_size)
     : ShuffleBlock("ShuffleBlock", in_channels, out_channels, stride, kernel_size) {
@@ -59,7 +50,12 @@ ShuffleBlock::ShuffleBlock(const std::string& type_name, int64_t in_channels,
     branch1_->push_back(conv_bn(in_channels, mid_channels_, 1, 1, 1, true));
   }
   branch2_ = register_module("branch2", std::make_shared<nn::Sequential>());
+  if (stride == 1) {
+    first_half_ = register_module("first_half", std::make_shared<nn::Chunk>(2, 0));
+    second_half_ = register_module("second_half", std::make_shared<nn::Chunk>(2, 1));
+  }
   concat_ = register_module("concat", std::make_shared<nn::Concat>(1));
+  shuffle_ = register_module("shuffle", std::make_shared<nn::ChannelShuffle>(2));
 }
 
 torch::Tensor ShuffleBlock::forward(const torch::Tensor& input) {
@@ -68,12 +64,12 @@ torch::Tensor ShuffleBlock::forward(const torch::Tensor& input) {
     left = (*branch1_)(input);
     right = (*branch2_)(input);
   } else {
-    auto halves = input.chunk(2, 1);
-    left = halves[0];
-    right = (*branch2_)(halves[1]);
+    left = (*first_half_)(input);
+    right = (*branch2_)((*second_half_)(input));
   }
-  // Quantisers, recorders and tracers hook the concat: then it runs as a module of its own.
-  if (concat_->num_hooks() > 0) return shuffle_channels((*concat_)({left, right}), 2);
+  // Quantisers, recorders and tracers hook the concat or the shuffle: then each runs as a
+  // module of its own; otherwise both in one pass.
+  if (concat_->num_hooks() > 0 || shuffle_->num_hooks() > 0) return (*shuffle_)((*concat_)({left, right}));
   return interleave_channels(left, right);
 }
 

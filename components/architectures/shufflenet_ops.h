@@ -6,13 +6,13 @@
 #include <cstdint>
 #include <memory>
 
+#include "components/nn/channel_ops.h"
 #include "components/nn/multi_input.h"
 #include "components/nn/sequential.h"
 
 namespace razor {
 
-/// Interleaves `groups` channel groups: N x (g·c) x H x W -> groups transposed.
-torch::Tensor shuffle_channels(const torch::Tensor& x, int64_t groups);
+using nn::shuffle_channels;
 
 /// Main branch: 1x1 conv-BN-ReLU, k x k depthwise conv-BN (stride), 1x1 conv-BN-ReLU.
 class ShuffleBlock : public nn::Module {
@@ -28,7 +28,9 @@ class ShuffleBlock : public nn::Module {
   int64_t in_channels_, out_channels_, stride_, kernel_size_, mid_channels_;
   std::shared_ptr<nn::Sequential> branch1_;  // stride 2 only
   std::shared_ptr<nn::Sequential> branch2_;
+  std::shared_ptr<nn::Chunk> first_half_, second_half_;  // stride 1 only
   std::shared_ptr<nn::Concat> concat_;
+  std::shared_ptr<nn::ChannelShuffle> shuffle_;
 };
 
 /// Main branch of three (3x3 depthwise conv-BN, 1x1 conv-BN-ReLU), the first with the

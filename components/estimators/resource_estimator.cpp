@@ -8,13 +8,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <set>
 #include <utility>
 
-#include "components/nn/batch_norm.h"
-#include "components/nn/conv.h"
-#include "components/nn/linear.h"
 #include "components/nn/module.h"
+#include "components/nn/op_description.h"
 #include "engine/error.h"
 #include "engine/strings.h"
 
@@ -70,75 +67,10 @@ std::string read_units(Args& args, const std::string& key) {
   return unit;
 }
 
-/// How an op is counted (MMRazor picks a counter by class name; razor by op class, and by
-/// type name for activations and pools, which carry no options the count needs).
-enum class Counter { kNone, kConv, kLinear, kNorm, kElementwise, kPool };
-
-Counter counter_of(nn::Module& module) {
-  if (dynamic_cast<nn::Conv2d*>(&module)) return Counter::kConv;
-  if (dynamic_cast<nn::Linear*>(&module)) return Counter::kLinear;
-  if (dynamic_cast<nn::BatchNorm2d*>(&module)) return Counter::kNorm;
-  // MMRazor's ReLUCounter family. Sigmoid, Hardswish, Tanh, ... have no counter there, so
-  // they count 0 here too: constraints tuned on MMRazor stay valid.
-  static const std::set<std::string> elementwise = {"ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU"};
-  static const std::set<std::string> pools = {"MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-                                              "AdaptiveMaxPool2d"};
-  const std::string& type = module.name();
-  if (elementwise.count(type)) return Counter::kElementwise;
-  if (pools.count(type)) return Counter::kPool;
-  return Counter::kNone;
-}
-
-/// MMRazor's get_model_parameters_number: trainable parameters, the module's and its
-/// children's.
-int64_t trainable_numel(torch::nn::Module& module) {
-  int64_t n = 0;
-  for (const auto& p : module.parameters(/*recurse=*/true)) {
-    if (p.requires_grad()) n += p.numel();
-  }
-  return n;
-}
-
-struct Count {
-  double flops = 0;
-  int64_t params = 0;
-};
-
-Count count_call(Counter counter, nn::Module& module, const nn::Inputs& inputs,
-                 const torch::Tensor& output) {
-  const torch::Tensor& input = inputs.at(0);
-  switch (counter) {
-    case Counter::kConv: {
-      // Static channel counts, as MMRazor's Conv2dCounter (its dynamic counters use the
-      // active ones; razor's masked ops will need the same).
-      const auto& o = static_cast<nn::Conv2d&>(module).options();
-      double positions = static_cast<double>(input.size(0));
-      for (int64_t d = 2; d < output.dim(); ++d) positions *= static_cast<double>(output.size(d));
-      const double per_position = static_cast<double>(o.kernel_size * o.kernel_size) *
-                                  static_cast<double>(o.in_channels) *
-                                  (static_cast<double>(o.out_channels) / o.groups);
-      Count c{per_position * positions, static_cast<int64_t>(per_position)};
-      if (o.bias) {
-        c.flops += static_cast<double>(o.out_channels) * positions;
-        c.params += o.out_channels;
-      }
-      return c;
-    }
-    case Counter::kLinear:
-      return {static_cast<double>(input.numel()) * static_cast<double>(output.size(-1)),
-              trainable_numel(module)};
-    case Counter::kNorm: {
-      const bool affine = static_cast<nn::BatchNorm2d&>(module).weight.defined();
-      return {static_cast<double>(input.numel()) * (affine ? 2.0 : 1.0), trainable_numel(module)};
-    }
-    case Counter::kElementwise:
-      return {static_cast<double>(output.numel()), trainable_numel(module)};
-    case Counter::kPool:
-      return {static_cast<double>(input.numel()), trainable_numel(module)};
-    case Counter::kNone:
-      break;
-  }
-  return {};
+/// How an op is counted: its description's rule (MMRazor picks a counter by class name).
+nn::CostRule cost_rule_of(const nn::Module& module) {
+  const nn::OpDescription* d = module.description();
+  return d ? d->cost : nullptr;
 }
 
 /// Removes the counting hooks and restores every module's train/eval flag, also when the
@@ -282,7 +214,7 @@ ResourceReport ResourceEstimator::estimate_report(
     torch::nn::Module& root, const std::function<torch::Tensor(const torch::Tensor&)>& forward) {
   struct Slot {
     nn::Module* module;
-    Counter counter;
+    nn::CostRule cost;
   };
   std::vector<Slot> slots;
   ResourceReport report;
@@ -292,22 +224,23 @@ ResourceReport ResourceEstimator::estimate_report(
   for (const auto& item : root.named_modules("", /*include_self=*/false)) {
     auto* module = dynamic_cast<nn::Module*>(item.value().get());
     if (!module) continue;
-    const Counter counter = counter_of(*module);
+    nn::CostRule cost = cost_rule_of(*module);
     // Containers count nothing themselves; their ops are hooked one by one.
-    if (counter == Counter::kNone && !module->children().empty()) continue;
+    if (!cost && !module->children().empty()) continue;
     LayerResources row;
     row.path = item.key();
     row.type = module->name();
     report.layers.push_back(std::move(row));
-    slots.push_back({module, counter});
+    slots.push_back({module, std::move(cost)});
   }
   for (size_t i = 0; i < slots.size(); ++i) {
-    const Counter counter = slots[i].counter;
+    const nn::CostRule cost = slots[i].cost;
     LayerResources* row = &report.layers[i];
     scope.add(slots[i].module->add_forward_hook(
-        [counter, row](nn::Module& module, const nn::Inputs& inputs, torch::Tensor& output) {
+        [cost, row](nn::Module& module, const nn::Inputs& inputs, torch::Tensor& output) {
           if (row->calls++ == 0) row->output_shape = output.sizes().vec();
-          const Count c = count_call(counter, module, inputs, output);
+          if (!cost) return;
+          const nn::OpCost c = cost(module, inputs, output);
           row->flops += c.flops;
           row->params += c.params;
         }));

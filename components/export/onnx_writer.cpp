@@ -4,18 +4,15 @@
 #include <cctype>
 #include <map>
 #include <set>
+#include <variant>
 
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 #include <torch/torch.h>
 
-#include "components/nn/activation.h"
-#include "components/nn/batch_norm.h"
-#include "components/nn/conv.h"
-#include "components/nn/flatten.h"
-#include "components/nn/linear.h"
-#include "components/nn/multi_input.h"
-#include "components/nn/pooling.h"
+#include "components/nn/onnx_emitter.h"
+#include "components/nn/op_description.h"
+#include "components/nn/weighted_op.h"
 #include "components/quant/fake_quantize.h"
 #include "components/quant/quantizer.h"
 #include "engine/checkpoint.h"
@@ -28,15 +25,6 @@ namespace razor::deploy {
 namespace {
 
 constexpr const char* kOpenVINODomain = "org.openvinotoolkit";
-
-/// The op types the writer converts (the error for any other lists them).
-const std::vector<std::string>& known_types() {
-  static const std::vector<std::string> types = {
-      "Conv2d",      "Linear",     "BatchNorm2d",       "ReLU",      "ReLU6",   "Hardswish", "Hardsigmoid",
-      "Sigmoid",     "Tanh",       "MaxPool2d",         "AvgPool2d", "AdaptiveAvgPool2d", "Flatten",
-      "Add",         "Mul",        "Concat",            "Identity",  "Dropout"};
-  return types;
-}
 
 /// A tensor's values as an initialiser (contiguous CPU copy in the tensor's dtype).
 void fill_tensor(onnx::TensorProto& proto, const std::string& name, const torch::Tensor& value) {
@@ -95,10 +83,10 @@ class GraphBuilder {
   void check_convertible() const {
     RAZOR_CHECK(options_.input_shape.size() >= 2, "ONNX export: the input shape must be [N, C, ...], got ",
                 torch::IntArrayRef(options_.input_shape));
-    const auto& types = known_types();
     for (const auto& node : flow_.nodes) {
-      RAZOR_CHECK(std::find(types.begin(), types.end(), node.type) != types.end(), "ONNX export: ", where(node),
-                  " is a ", node.type, ", which the ONNX writer does not know (it writes ", join(types, ", "), ")");
+      const nn::OpDescription* d = node.module ? node.module->description() : nullptr;
+      RAZOR_CHECK(d && d->onnx, "ONNX export: ", where(node), " is a ", node.type,
+                  ", which the ONNX writer does not know (its op description gives no ONNX form)");
       for (int64_t input : node.inputs) {
         RAZOR_CHECK(input != nn::kUnknownProducer, "ONNX export: ", where(node),
                     " reads a value computed by code between modules (a tensor function in a parent's forward), "
@@ -252,20 +240,16 @@ class GraphBuilder {
   /// or FakeQuantize.
   std::pair<std::string, std::string> weight_and_bias(int64_t i, nn::WeightedOp& op) {
     const std::string base = base_name(i);
-    torch::Tensor weight = op.weight.detach(), bias = op.bias.defined() ? op.bias.detach() : torch::Tensor();
-    if (op.out_channel_mask().defined()) {
-      const torch::Tensor mask = op.out_channel_mask().to(weight.dtype());
-      std::vector<int64_t> shape(static_cast<size_t>(weight.dim()), 1);
-      shape[0] = -1;
-      weight = weight * mask.reshape(shape);
-      if (bias.defined()) bias = bias * mask;
-    }
+    const nn::BatchNorm2d* bn = nullptr;
     if (plan_ && plan_->folded_bn.count(i)) {
       RAZOR_CHECK(op.folded_bn(), "ONNX export: ", where(flow_.nodes[static_cast<size_t>(i)]),
                   ": the plan folds a BatchNorm the op does not hold");
-      std::tie(weight, bias) = nn::fold_bn_into(weight, bias, op.folded_bn());
+      bn = op.folded_bn();
       ++summary_.folded_bn;
     }
+    // The one weight-step contract: folded first, then masked (a masked channel gives 0).
+    torch::Tensor weight, bias;
+    std::tie(weight, bias) = op.deployed_weight(bn);
     quant::FakeQuantizer* fq = nullptr;
     if (plan_) {
       auto it = plan_->weight_fake_quants.find(i);
@@ -352,13 +336,6 @@ class GraphBuilder {
     return out;
   }
 
-  // Ops whose output lies on their input's integer grid (a max, a copy, ReLU at the zero
-  // point), so a QuantizeLinear -> DequantizeLinear with the input's parameters after them
-  // changes nothing; written in the QDQ form so that what reads them reads a DequantizeLinear.
-  static bool keeps_grid(const std::string& type) {
-    return type == "MaxPool2d" || type == "Flatten" || type == "ReLU";
-  }
-
   void emit(int64_t i) {
     const nn::DataflowNode& n = flow_.nodes[static_cast<size_t>(i)];
     const std::string label = where(n);
@@ -376,7 +353,10 @@ class GraphBuilder {
       quant::FakeQuantizer* fq = plan_->output_quantizer(i);
       if (active(fq)) {
         out = quantize_activation(out, *fq, label + " output");
-      } else if (options_.form == OnnxForm::QDQ && keeps_grid(n.type) && !inputs.empty()) {
+      } else if (options_.form == OnnxForm::QDQ && n.module->description()->quant.keeps_grid && !inputs.empty()) {
+        // Its output lies on its input's integer grid, so a QuantizeLinear -> DequantizeLinear
+        // with the input's parameters changes nothing; written so that what reads it reads a
+        // DequantizeLinear.
         auto from = dequantized_from_.find(inputs[0]);
         if (from != dequantized_from_.end()) out = quantize_activation(out, *from->second, label + " output", false);
       }
@@ -384,118 +364,49 @@ class GraphBuilder {
     values_[static_cast<size_t>(i)] = out;
   }
 
-  /// The ONNX nodes of one op call; returns the value holding its output.
+  /// The ONNX nodes of one op call (its description's rule); returns the value holding its output.
   std::string convert(int64_t i, const nn::DataflowNode& n, const std::vector<std::string>& inputs) {
-    const std::string base = base_name(i);
-    const std::string& type = n.type;
-    if (type == "Identity" || type == "Dropout") return inputs.at(0);  // eval mode: nothing to compute
-    if (type == "BatchNorm2d" && folded_into(i)) return inputs.at(0);  // folded into the op before it
+    if (folded_into(i)) return inputs.at(0);  // a BatchNorm folded into the op before it
+    OpEmitter emitter(*this, i);
+    return n.module->description()->onnx(emitter, *n.module, inputs);
+  }
 
-    const std::string out = fresh(base);
-    if (type == "Conv2d") {
-      auto& conv = dynamic_cast<nn::Conv2d&>(*n.module);
-      const auto [w, b] = weight_and_bias(i, conv);
-      const auto& o = conv.options();
-      std::vector<std::string> args = {inputs.at(0), w};
-      if (!b.empty()) args.push_back(b);
-      auto& node_proto = node("Conv", args, out);
-      attr(node_proto, "kernel_shape", std::vector<int64_t>{o.kernel_size, o.kernel_size});
-      attr(node_proto, "strides", std::vector<int64_t>{o.stride, o.stride});
-      attr(node_proto, "pads", std::vector<int64_t>{o.padding, o.padding, o.padding, o.padding});
-      attr(node_proto, "dilations", std::vector<int64_t>{o.dilation, o.dilation});
-      attr(node_proto, "group", o.groups);
-    } else if (type == "Linear") {
-      auto& linear = dynamic_cast<nn::Linear&>(*n.module);
-      RAZOR_CHECK(shape_of(n.inputs.at(0)).size() == 2, "ONNX export: ", where(n),
-                  ": a Linear is written as Gemm, which needs a 2-D input; this one reads ",
-                  torch::IntArrayRef(shape_of(n.inputs.at(0))));
-      const auto [w, b] = weight_and_bias(i, linear);
-      std::vector<std::string> args = {inputs.at(0), w};
-      if (!b.empty()) args.push_back(b);
-      attr(node("Gemm", args, out), "transB", int64_t{1});
-    } else if (type == "BatchNorm2d") {
-      auto& bn = dynamic_cast<nn::BatchNorm2d&>(*n.module);
-      const int64_t c = bn.num_features();
-      const torch::Tensor gamma = bn.affine() ? bn.weight.detach() : torch::ones({c});
-      const torch::Tensor beta = bn.affine() ? bn.bias.detach() : torch::zeros({c});
-      auto& node_proto = node("BatchNormalization",
-                              {inputs.at(0), initializer(base + ".weight", gamma), initializer(base + ".bias", beta),
-                               initializer(base + ".running_mean", bn.running_mean.detach()),
-                               initializer(base + ".running_var", bn.running_var.detach())},
-                              out);
-      attr(node_proto, "epsilon", static_cast<float>(bn.eps()));
-    } else if (type == "ReLU") {
-      node("Relu", inputs, out);
-    } else if (type == "ReLU6" && options_.form == OnnxForm::Float && options_.for_opencv) {
-      // relu(x) - relu(x - 6): OpenCV 4.6's DNN reads no Clip with min/max inputs (opset >= 11).
-      const std::string positive = fresh(base + "/relu"), shifted = fresh(base + "/minus6"), excess = fresh(base + "/excess");
-      node("Relu", inputs, positive);
-      node("Sub", {positive, scalar(base + ".six", 6.0f)}, shifted);
-      node("Relu", {shifted}, excess);
-      node("Sub", {positive, excess}, out);
-    } else if (type == "ReLU6") {
-      // Quantised forms keep the exact clip (the quantiser after it sees razor's values).
-      node("Clip", {inputs.at(0), scalar(base + ".min", 0.0f), scalar(base + ".max", 6.0f)}, out);
-    } else if (type == "Hardsigmoid") {
-      hard_sigmoid(inputs.at(0), out, base);
-    } else if (type == "Hardswish") {
-      // HardSwish is opset 14; x * hardsigmoid(x) is the same function.
-      const std::string gate = fresh(base + "/hardsigmoid");
-      hard_sigmoid(inputs.at(0), gate, base);
-      node("Mul", {inputs.at(0), gate}, out);
-    } else if (type == "Sigmoid" || type == "Tanh") {
-      node(type, inputs, out);
-    } else if (type == "MaxPool2d" || type == "AvgPool2d") {
-      const auto& o = type == "MaxPool2d" ? dynamic_cast<nn::MaxPool2d&>(*n.module).options()
-                                          : dynamic_cast<nn::AvgPool2d&>(*n.module).options();
-      const int64_t stride = o.stride > 0 ? o.stride : o.kernel_size;
-      auto& node_proto = node(type == "MaxPool2d" ? "MaxPool" : "AveragePool", inputs, out);
-      attr(node_proto, "kernel_shape", std::vector<int64_t>{o.kernel_size, o.kernel_size});
-      attr(node_proto, "strides", std::vector<int64_t>{stride, stride});
-      attr(node_proto, "pads", std::vector<int64_t>{o.padding, o.padding, o.padding, o.padding});
-      attr(node_proto, "ceil_mode", int64_t{o.ceil_mode});
-      if (type == "AvgPool2d") attr(node_proto, "count_include_pad", int64_t{o.count_include_pad});
-    } else if (type == "AdaptiveAvgPool2d") {
-      auto& pool = dynamic_cast<nn::AdaptiveAvgPool2d&>(*n.module);
-      if (pool.output_height() == 1 && pool.output_width() == 1) {
-        node("GlobalAveragePool", inputs, out);
-      } else {
-        const auto shape = shape_of(n.inputs.at(0));
-        const int64_t h = shape.at(2), w = shape.at(3);
-        RAZOR_CHECK(h % pool.output_height() == 0 && w % pool.output_width() == 0, "ONNX export: ", where(n),
-                    ": adaptive pooling of ", h, "x", w, " to ", pool.output_height(), "x", pool.output_width(),
-                    " has no fixed kernel");
-        const std::vector<int64_t> kernel = {h / pool.output_height(), w / pool.output_width()};
-        auto& node_proto = node("AveragePool", inputs, out);
-        attr(node_proto, "kernel_shape", kernel);
-        attr(node_proto, "strides", kernel);
-      }
-    } else if (type == "Flatten") {
-      auto& flatten = dynamic_cast<nn::Flatten&>(*n.module);
-      const auto rank = static_cast<int64_t>(shape_of(n.inputs.at(0)).size());
-      const int64_t end = flatten.end_dim() < 0 ? flatten.end_dim() + rank : flatten.end_dim();
-      RAZOR_CHECK(end == rank - 1, "ONNX export: ", where(n), ": only a Flatten to the last dimension is written");
-      attr(node("Flatten", inputs, out), "axis", flatten.start_dim());
-    } else if (type == "Add" || type == "Mul") {
-      // ONNX's Add and Mul are binary: a chain for more inputs.
-      std::string acc = inputs.at(0);
-      for (size_t k = 1; k < inputs.size(); ++k) {
-        const std::string next = k + 1 == inputs.size() ? out : fresh(base + "/partial");
-        node(type, {acc, inputs[k]}, next);
-        acc = next;
-      }
-      if (inputs.size() == 1) node("Identity", inputs, out);
-    } else if (type == "Concat") {
-      attr(node("Concat", inputs, out), "axis", dynamic_cast<nn::Concat&>(*n.module).dim());
+  /// What an op's rule writes with: this builder, at node `i`.
+  class OpEmitter : public nn::OnnxEmitter {
+   public:
+    OpEmitter(GraphBuilder& builder, int64_t i) : b_(builder), i_(i), base_(builder.base_name(i)) {}
+
+    std::string output() override {
+      if (output_.empty()) output_ = b_.fresh(base_);
+      return output_;
     }
-    return out;
-  }
+    std::string value(const std::string& suffix) override { return b_.fresh(base_ + suffix); }
+    void node(const std::string& op_type, const std::vector<std::string>& inputs, const std::string& output,
+              const Attributes& attributes) override {
+      onnx::NodeProto& n = b_.node(op_type, inputs, output);
+      for (const auto& [name, value] : attributes) {
+        std::visit([&n, &name = name](const auto& v) { GraphBuilder::attr(n, name, v); }, value);
+      }
+    }
+    std::string constant(const std::string& suffix, const torch::Tensor& value) override {
+      return b_.initializer(base_ + suffix, value);
+    }
+    std::pair<std::string, std::string> weight_and_bias(nn::WeightedOp& op) override {
+      return b_.weight_and_bias(i_, op);
+    }
+    std::vector<int64_t> input_shape(size_t k) const override {
+      return b_.shape_of(b_.flow_.nodes[static_cast<size_t>(i_)].inputs.at(k));
+    }
+    bool for_opencv() const override { return b_.options_.form == OnnxForm::Float && b_.options_.for_opencv; }
+    [[noreturn]] void fail(const std::string& message) const override {
+      throw config_error("ONNX export: ", GraphBuilder::where(b_.flow_.nodes[static_cast<size_t>(i_)]), ": ", message);
+    }
 
-  void hard_sigmoid(const std::string& input, const std::string& out, const std::string& base) {
-    auto& n = node("HardSigmoid", {input}, out);
-    attr(n, "alpha", 1.0f / 6.0f);
-    attr(n, "beta", 0.5f);
-  }
+   private:
+    GraphBuilder& b_;
+    int64_t i_;
+    std::string base_, output_;
+  };
 
   bool folded_into(int64_t bn_node) const {
     if (!plan_) return false;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "components/nn/multi_input.h"
 #include "engine/error.h"
 
 namespace razor {
@@ -32,6 +33,8 @@ DiffChoiceRoute::DiffChoiceRoute(Candidates edges, bool with_arch_param, int64_t
     edges_.push_back(std::move(edge));
   }
   chosen_.assign(names_.size(), true);
+  // The kept edges' sum as an op, so that the op graph of a fixed cell is whole.
+  sum_ = register_module("sum", std::make_shared<nn::Add>());
 }
 
 std::vector<Choice> DiffChoiceRoute::choices() const {
@@ -105,14 +108,15 @@ torch::Tensor DiffChoiceRoute::edge_weights() { return torch::softmax(alpha_, -1
 torch::Tensor DiffChoiceRoute::forward_inputs(const nn::Inputs& inputs) {
   RAZOR_CHECK(inputs.size() == names_.size(), display_name(), ": ", names_.size(),
               " edges but ", inputs.size(), " inputs");
+  if (fixed_ || !alpha_.defined() || !with_arch_param_) {
+    nn::Inputs terms;
+    for (size_t i = 0; i < names_.size(); ++i) {
+      if (chosen_[i]) terms.push_back((*edges_[i])(inputs[i]));
+    }
+    return terms.size() == 1 ? terms[0] : (*sum_)(std::move(terms));
+  }
   torch::Tensor out;
   auto add = [&out](torch::Tensor term) { out = out.defined() ? out + term : term; };
-  if (fixed_ || !alpha_.defined() || !with_arch_param_) {
-    for (size_t i = 0; i < names_.size(); ++i) {
-      if (chosen_[i]) add((*edges_[i])(inputs[i]));
-    }
-    return out;
-  }
   const torch::Tensor weights = edge_weights().to(inputs[0].dtype());
   for (size_t i = 0; i < names_.size(); ++i) {
     add((*edges_[i])(inputs[i]) * weights[static_cast<int64_t>(i)]);

@@ -47,6 +47,7 @@ class DiffChoiceRoute : public Mutable {
   std::vector<std::shared_ptr<nn::Module>> edges_;
   std::vector<bool> chosen_;
   std::shared_ptr<nn::Module> container_;
+  std::shared_ptr<nn::Module> sum_;
   bool with_arch_param_;
   int64_t num_chosen_;
 };

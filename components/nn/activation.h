@@ -10,6 +10,7 @@ namespace razor::nn {
 
 class ReLU : public Module {
  public:
+  const OpDescription* description() const override;
   ReLU() : Module("ReLU") {}
 
  protected:
@@ -19,6 +20,7 @@ class ReLU : public Module {
 /// min(max(x, 0), 6), MobileNetV2's activation.
 class ReLU6 : public Module {
  public:
+  const OpDescription* description() const override;
   ReLU6() : Module("ReLU6") {}
 
  protected:
@@ -28,6 +30,7 @@ class ReLU6 : public Module {
 /// x * relu6(x + 3) / 6, MobileNetV3's activation.
 class Hardswish : public Module {
  public:
+  const OpDescription* description() const override;
   Hardswish() : Module("Hardswish") {}
 
  protected:
@@ -37,6 +40,7 @@ class Hardswish : public Module {
 /// relu6(x + 3) / 6, the gate of MobileNetV3's squeeze-excitation.
 class Hardsigmoid : public Module {
  public:
+  const OpDescription* description() const override;
   Hardsigmoid() : Module("Hardsigmoid") {}
 
  protected:
@@ -45,6 +49,7 @@ class Hardsigmoid : public Module {
 
 class Sigmoid : public Module {
  public:
+  const OpDescription* description() const override;
   Sigmoid() : Module("Sigmoid") {}
 
  protected:
@@ -53,6 +58,7 @@ class Sigmoid : public Module {
 
 class Tanh : public Module {
  public:
+  const OpDescription* description() const override;
   Tanh() : Module("Tanh") {}
 
  protected:

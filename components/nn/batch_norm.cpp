@@ -1,4 +1,6 @@
 #include "components/nn/batch_norm.h"
+#include "components/nn/onnx_emitter.h"
+#include "components/nn/op_description.h"
 
 #include <torch/torch.h>
 
@@ -124,6 +126,32 @@ torch::Tensor BatchNorm2d::forward(const torch::Tensor& input) {
 void BatchNorm2d::pretty_print(std::ostream& stream) const {
   stream << "BatchNorm2d(" << num_features_ << ", eps=" << eps_ << ", momentum=" << momentum_
          << (affine_ ? "" : ", affine=False") << ")";
+}
+
+// A BatchNorm folds into the conv before it; only the native backend quantises its output
+// (a BatchNorm alone, torch's quantized::batch_norm2d). MMRazor's BN counter: one FLOP per
+// element, two with the affine transform.
+const OpDescription* BatchNorm2d::description() const {
+  static const OpDescription d{
+      {QuantRole::kFloat, ChainRole::kFoldedNorm, {"native"}},
+      [](Module& op, const Inputs& inputs, const torch::Tensor&) {
+        const bool affine = static_cast<BatchNorm2d&>(op).weight.defined();
+        return OpCost{static_cast<double>(inputs.at(0).numel()) * (affine ? 2.0 : 1.0), trainable_numel(op)};
+      },
+      [](OnnxEmitter& onnx, Module& op, const std::vector<std::string>& inputs) {
+        auto& bn = static_cast<BatchNorm2d&>(op);
+        const int64_t c = bn.num_features();
+        const torch::Tensor gamma = bn.affine() ? bn.weight.detach() : torch::ones({c});
+        const torch::Tensor beta = bn.affine() ? bn.bias.detach() : torch::zeros({c});
+        const std::string out = onnx.output();
+        onnx.node("BatchNormalization",
+                  {inputs.at(0), onnx.constant(".weight", gamma), onnx.constant(".bias", beta),
+                   onnx.constant(".running_mean", bn.running_mean.detach()),
+                   onnx.constant(".running_var", bn.running_var.detach())},
+                  out, {{"epsilon", static_cast<float>(bn.eps())}});
+        return out;
+      }};
+  return &d;
 }
 
 }  // namespace razor::nn

@@ -19,6 +19,7 @@ class BatchNorm2d : public Module, public CrossRankNorm {
  public:
   explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1,
                        bool affine = true);
+  const OpDescription* description() const override;
   int64_t num_features() const { return num_features_; }
   double eps() const { return eps_; }
   double momentum() const { return momentum_; }

@@ -1,4 +1,6 @@
 #include "components/nn/conv.h"
+#include "components/nn/onnx_emitter.h"
+#include "components/nn/op_description.h"
 
 #include <torch/torch.h>
 
@@ -42,6 +44,46 @@ void Conv2d::pretty_print(std::ostream& stream) const {
   if (options_.groups != 1) stream << ", groups=" << options_.groups;
   if (!options_.bias) stream << ", bias=false";
   stream << ")";
+}
+
+namespace {
+/// MMRazor's Conv2dCounter: kernel area x in_channels x out_channels / groups per output
+/// position, plus one per output element for a bias; static channel counts.
+OpCost conv_cost(Module& op, const Inputs& inputs, const torch::Tensor& output) {
+  const auto& o = static_cast<Conv2d&>(op).options();
+  double positions = static_cast<double>(inputs.at(0).size(0));
+  for (int64_t d = 2; d < output.dim(); ++d) positions *= static_cast<double>(output.size(d));
+  const double per_position = static_cast<double>(o.kernel_size * o.kernel_size) *
+                              static_cast<double>(o.in_channels) *
+                              (static_cast<double>(o.out_channels) / o.groups);
+  OpCost c{per_position * positions, static_cast<int64_t>(per_position)};
+  if (o.bias) {
+    c.flops += static_cast<double>(o.out_channels) * positions;
+    c.params += o.out_channels;
+  }
+  return c;
+}
+
+std::string conv_onnx(OnnxEmitter& onnx, Module& op, const std::vector<std::string>& inputs) {
+  auto& conv = static_cast<Conv2d&>(op);
+  const std::string out = onnx.output();
+  const auto [w, b] = onnx.weight_and_bias(conv);
+  const auto& o = conv.options();
+  std::vector<std::string> args = {inputs.at(0), w};
+  if (!b.empty()) args.push_back(b);
+  onnx.node("Conv", args, out,
+            {{"kernel_shape", std::vector<int64_t>{o.kernel_size, o.kernel_size}},
+             {"strides", std::vector<int64_t>{o.stride, o.stride}},
+             {"pads", std::vector<int64_t>{o.padding, o.padding, o.padding, o.padding}},
+             {"dilations", std::vector<int64_t>{o.dilation, o.dilation}},
+             {"group", o.groups}});
+  return out;
+}
+}  // namespace
+
+const OpDescription* Conv2d::description() const {
+  static const OpDescription d{{QuantRole::kWeighted}, conv_cost, conv_onnx};
+  return &d;
 }
 
 }  // namespace razor::nn

@@ -35,6 +35,7 @@ struct Conv2dOptions {
 /// for convolutions; bias (if any) is zero.
 class Conv2d : public WeightedOp {
  public:
+  const OpDescription* description() const override;
   explicit Conv2d(const Conv2dOptions& options);
   const Conv2dOptions& options() const { return options_; }
   void pretty_print(std::ostream& stream) const override;

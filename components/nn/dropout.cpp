@@ -1,4 +1,6 @@
 #include "components/nn/dropout.h"
+#include "components/nn/onnx_emitter.h"
+#include "components/nn/op_description.h"
 
 #include <torch/torch.h>
 
@@ -17,5 +19,11 @@ torch::Tensor Dropout::forward(const torch::Tensor& input) {
 }
 
 void Dropout::pretty_print(std::ostream& stream) const { stream << "Dropout(p=" << p_ << ")"; }
+
+// The identity in eval mode, which is what every pass reads.
+const OpDescription* Dropout::description() const {
+  static const OpDescription d{{QuantRole::kSharesInput}, nullptr, onnx_pass_through};
+  return &d;
+}
 
 }  // namespace razor::nn

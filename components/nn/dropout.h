@@ -6,6 +6,7 @@ namespace razor::nn {
 
 class Dropout : public Module {
  public:
+  const OpDescription* description() const override;
   explicit Dropout(double p = 0.5);
   double p() const { return p_; }
   void pretty_print(std::ostream& stream) const override;

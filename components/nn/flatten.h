@@ -10,6 +10,7 @@ namespace razor::nn {
 
 class Flatten : public Module {
  public:
+  const OpDescription* description() const override;
   explicit Flatten(int64_t start_dim = 1, int64_t end_dim = -1)
       : Module("Flatten"), start_dim_(start_dim), end_dim_(end_dim) {}
   int64_t start_dim() const { return start_dim_; }

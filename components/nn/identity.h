@@ -6,6 +6,7 @@ namespace razor::nn {
 
 class Identity : public Module {
  public:
+  const OpDescription* description() const override;
   Identity() : Module("Identity") {}
 
  protected:

@@ -1,4 +1,6 @@
 #include "components/nn/linear.h"
+#include "components/nn/onnx_emitter.h"
+#include "components/nn/op_description.h"
 
 #include <torch/torch.h>
 
@@ -28,6 +30,30 @@ torch::Tensor Linear::apply(const torch::Tensor& input, const torch::Tensor& wei
 void Linear::pretty_print(std::ostream& stream) const {
   stream << "Linear(in_features=" << in_features_ << ", out_features=" << out_features_
          << ", bias=" << (bias.defined() ? "true" : "false") << ")";
+}
+
+// MMRazor's LinearCounter: input elements x output features.
+const OpDescription* Linear::description() const {
+  static const OpDescription d{
+      {QuantRole::kWeighted},
+      [](Module& op, const Inputs& inputs, const torch::Tensor& output) {
+        return OpCost{static_cast<double>(inputs.at(0).numel()) * static_cast<double>(output.size(-1)),
+                      trainable_numel(op)};
+      },
+      [](OnnxEmitter& onnx, Module& op, const std::vector<std::string>& inputs) {
+        const auto shape = onnx.input_shape(0);
+        if (shape.size() != 2) {
+          onnx.fail("a Linear is written as Gemm, which needs a 2-D input; this one reads " +
+                    std::to_string(shape.size()) + "-D");
+        }
+        const std::string out = onnx.output();
+        const auto [w, b] = onnx.weight_and_bias(static_cast<Linear&>(op));
+        std::vector<std::string> args = {inputs.at(0), w};
+        if (!b.empty()) args.push_back(b);
+        onnx.node("Gemm", args, out, {{"transB", int64_t{1}}});
+        return out;
+      }};
+  return &d;
 }
 
 }  // namespace razor::nn

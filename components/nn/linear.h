@@ -10,6 +10,7 @@ namespace razor::nn {
 /// Initialised as PyTorch does: weight and bias uniform in +-1/sqrt(in_features).
 class Linear : public WeightedOp {
  public:
+  const OpDescription* description() const override;
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }

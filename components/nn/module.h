@@ -14,6 +14,7 @@
 namespace razor::nn {
 
 class Module;
+struct OpDescription;
 
 /// The inputs of one call. Unary ops see one tensor; Add, Concat, Mul and losses see several.
 using Inputs = std::vector<torch::Tensor>;
@@ -60,6 +61,10 @@ class Module : public torch::nn::Module {
   /// module not yet named by `assign_paths`).
   const std::string& path() const { return path_; }
   void set_path(std::string path) { path_ = std::move(path); }
+
+  /// What this op is to the passes that read the op graph (components/nn/op_description.h),
+  /// written beside each op; null for blocks and for ops no pass knows.
+  virtual const OpDescription* description() const { return nullptr; }
 
  protected:
   /// Unary ops and blocks implement this.

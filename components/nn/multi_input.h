@@ -11,6 +11,7 @@ namespace razor::nn {
 /// Sum of two or more tensors of one shape (a residual connection).
 class Add : public Module {
  public:
+  const OpDescription* description() const override;
   Add() : Module("Add") {}
 
  protected:
@@ -20,6 +21,7 @@ class Add : public Module {
 /// Concatenation of two or more tensors along `dim` (channels by default).
 class Concat : public Module {
  public:
+  const OpDescription* description() const override;
   explicit Concat(int64_t dim = 1) : Module("Concat"), dim_(dim) {}
   int64_t dim() const { return dim_; }
   void pretty_print(std::ostream& stream) const override;
@@ -34,6 +36,7 @@ class Concat : public Module {
 /// Elementwise product of two tensors, broadcasting (e.g. a squeeze-excitation gate).
 class Mul : public Module {
  public:
+  const OpDescription* description() const override;
   Mul() : Module("Mul") {}
 
  protected:

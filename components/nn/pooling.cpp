@@ -1,4 +1,6 @@
 #include "components/nn/pooling.h"
+#include "components/nn/onnx_emitter.h"
+#include "components/nn/op_description.h"
 
 #include <torch/torch.h>
 
@@ -65,6 +67,73 @@ torch::Tensor AdaptiveAvgPool2d::forward(const torch::Tensor& input) {
 
 void AdaptiveAvgPool2d::pretty_print(std::ostream& stream) const {
   stream << "AdaptiveAvgPool2d(output_size=(" << height_ << ", " << width_ << "))";
+}
+
+namespace {
+std::string onnx_pool(OnnxEmitter& onnx, const std::string& op_type, const Pool2dOptions& o,
+                      const std::vector<std::string>& inputs) {
+  const std::string out = onnx.output();
+  const int64_t stride = o.stride > 0 ? o.stride : o.kernel_size;
+  OnnxEmitter::Attributes attributes = {{"kernel_shape", std::vector<int64_t>{o.kernel_size, o.kernel_size}},
+                                        {"strides", std::vector<int64_t>{stride, stride}},
+                                        {"pads", std::vector<int64_t>{o.padding, o.padding, o.padding, o.padding}},
+                                        {"ceil_mode", int64_t{o.ceil_mode}}};
+  if (op_type == "AveragePool") attributes.emplace_back("count_include_pad", int64_t{o.count_include_pad});
+  onnx.node(op_type, inputs, out, attributes);
+  return out;
+}
+
+/// Average pools keep their input's quantisation parameters, except in onnxruntime, whose
+/// QLinearAveragePool and QLinearGlobalAveragePool requantise their output.
+QuantTraits average_pool_quant() {
+  QuantTraits quant{QuantRole::kSharesInput};
+  quant.own_output_on = {"onnxruntime"};
+  return quant;
+}
+}  // namespace
+
+// Pools: MMRazor's pooling counters, one FLOP per input element.
+
+const OpDescription* MaxPool2d::description() const {
+  static const OpDescription d{{QuantRole::kSharesInput, ChainRole::kNone, {}, /*keeps_grid=*/true},
+                               count_per_input_element,
+                               [](OnnxEmitter& onnx, Module& op, const std::vector<std::string>& inputs) {
+                                 return onnx_pool(onnx, "MaxPool", static_cast<MaxPool2d&>(op).options(), inputs);
+                               }};
+  return &d;
+}
+
+const OpDescription* AvgPool2d::description() const {
+  static const OpDescription d{average_pool_quant(), count_per_input_element,
+                               [](OnnxEmitter& onnx, Module& op, const std::vector<std::string>& inputs) {
+                                 return onnx_pool(onnx, "AveragePool", static_cast<AvgPool2d&>(op).options(),
+                                                  inputs);
+                               }};
+  return &d;
+}
+
+const OpDescription* AdaptiveAvgPool2d::description() const {
+  static const OpDescription d{
+      average_pool_quant(), count_per_input_element,
+      [](OnnxEmitter& onnx, Module& op, const std::vector<std::string>& inputs) {
+        auto& pool = static_cast<AdaptiveAvgPool2d&>(op);
+        const std::string out = onnx.output();
+        if (pool.output_height() == 1 && pool.output_width() == 1) {
+          onnx.node("GlobalAveragePool", inputs, out);
+          return out;
+        }
+        const auto shape = onnx.input_shape(0);
+        const int64_t h = shape.at(2), w = shape.at(3);
+        if (h % pool.output_height() != 0 || w % pool.output_width() != 0) {
+          onnx.fail("adaptive pooling of " + std::to_string(h) + "x" + std::to_string(w) + " to " +
+                    std::to_string(pool.output_height()) + "x" + std::to_string(pool.output_width()) +
+                    " has no fixed kernel");
+        }
+        const std::vector<int64_t> kernel = {h / pool.output_height(), w / pool.output_width()};
+        onnx.node("AveragePool", inputs, out, {{"kernel_shape", kernel}, {"strides", kernel}});
+        return out;
+      }};
+  return &d;
 }
 
 }  // namespace razor::nn

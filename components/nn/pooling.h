@@ -26,6 +26,7 @@ struct Pool2dOptions {
 
 class MaxPool2d : public Module {
  public:
+  const OpDescription* description() const override;
   explicit MaxPool2d(const Pool2dOptions& options);
   const Pool2dOptions& options() const { return options_; }
   void pretty_print(std::ostream& stream) const override;
@@ -39,6 +40,7 @@ class MaxPool2d : public Module {
 
 class AvgPool2d : public Module {
  public:
+  const OpDescription* description() const override;
   explicit AvgPool2d(const Pool2dOptions& options);
   const Pool2dOptions& options() const { return options_; }
   void pretty_print(std::ostream& stream) const override;
@@ -53,6 +55,7 @@ class AvgPool2d : public Module {
 /// Averages each channel to an `height` x `width` grid (1 x 1: global average pooling).
 class AdaptiveAvgPool2d : public Module {
  public:
+  const OpDescription* description() const override;
   explicit AdaptiveAvgPool2d(int64_t output_size = 1)
       : AdaptiveAvgPool2d(output_size, output_size) {}
   AdaptiveAvgPool2d(int64_t height, int64_t width);

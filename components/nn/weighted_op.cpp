@@ -78,6 +78,17 @@ EffectiveWeight WeightedOp::effective_weight() {
   return e;
 }
 
+std::pair<torch::Tensor, torch::Tensor> WeightedOp::deployed_weight(const BatchNorm2d* bn) const {
+  torch::Tensor w = weight.detach(), b = bias.defined() ? bias.detach() : torch::Tensor();
+  if (bn) std::tie(w, b) = fold_bn_into(w, b, bn);
+  if (out_channel_mask_.defined()) {
+    const torch::Tensor mask = out_channel_mask_.to(w.dtype());
+    w = w * per_channel(mask, w.dim(), /*leading=*/true);
+    if (b.defined()) b = b * mask;
+  }
+  return {w, b};
+}
+
 torch::Tensor WeightedOp::forward(const torch::Tensor& input) {
   if (!has_weight_steps()) return apply(input, weight, bias);
   const EffectiveWeight e = effective_weight();

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <utility>
 
 #include "components/nn/module.h"
 
@@ -66,6 +67,10 @@ class WeightedOp : public Module {
 
   /// The weight and bias after the steps above.
   EffectiveWeight effective_weight();
+  /// Steps 1 and 2 done for good, as deployed: `bn` (eval statistics; null: none) folded in,
+  /// then the channel mask, so that a masked channel gives 0 after the BN, as in forward.
+  /// What exports write (the bias undefined when the op has none and no BN is folded).
+  std::pair<torch::Tensor, torch::Tensor> deployed_weight(const BatchNorm2d* bn) const;
 
   /// The op itself on a given weight and bias (bias may be undefined): what forward runs on
   /// the effective weight, and what layer-wise PTQ (AdaRound) runs on candidate weights.

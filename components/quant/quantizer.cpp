@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "components/nn/batch_norm.h"
+#include "components/nn/conv.h"
+#include "components/nn/op_description.h"
 #include "components/nn/weighted_op.h"
 #include "components/quant/register_quant.h"
 #include "engine/error.h"
@@ -217,19 +219,24 @@ std::string QuantPlan::describe() const {
 
 namespace {
 
-bool is_weighted(const std::string& t) { return t == "Conv2d" || t == "Linear"; }
-// Ops whose output stays on their input's grid (torch's share-qparams ops).
-bool keeps_input_scale(const std::string& t) {
-  static const std::set<std::string> kinds = {"MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Identity",
-                                              "Dropout",   "DropPath",  "ReLU",              "ReLU6"};
-  return kinds.count(t) > 0;
+/// The quantisation traits of a traced op (an op without a description: none).
+const nn::QuantTraits& traits(const nn::DataflowNode& node) {
+  static const nn::QuantTraits kNone;
+  const nn::OpDescription* d = node.module ? node.module->description() : nullptr;
+  return d ? d->quant : kNone;
 }
-// Non-weighted ops that native and OpenVINO quantise (their output gets a quantiser).
-bool is_quantised_op(const std::string& t, Backend b) {
-  if (t == "Add" || t == "Mul" || t == "Hardswish" || t == "Hardsigmoid" || t == "Sigmoid" || t == "Tanh") return true;
-  // onnxruntime's QLinearAveragePool and QLinearGlobalAveragePool requantise their output.
-  if ((t == "AvgPool2d" || t == "AdaptiveAvgPool2d") && b == Backend::ONNXRuntime) return true;
-  return t == "BatchNorm2d" && b == Backend::Native;
+
+bool is_weighted(const nn::DataflowNode& node) { return traits(node).role == nn::QuantRole::kWeighted; }
+
+/// Whether the op's output keeps its input's quantisation parameters (torch's share-qparams ops).
+bool keeps_input_scale(const nn::DataflowNode& node) { return traits(node).role == nn::QuantRole::kSharesInput; }
+
+/// Whether `backend` gives the op an output quantiser: weighted and quantised ops, and the
+/// ops the backend requantises (onnxruntime's average pools, the native BatchNorm).
+bool is_quantised_op(const nn::DataflowNode& node, Backend backend) {
+  const nn::QuantTraits& t = traits(node);
+  if (t.role == nn::QuantRole::kQuantised) return true;
+  return std::find(t.own_output_on.begin(), t.own_output_on.end(), backend_name(backend)) != t.own_output_on.end();
 }
 
 /// A planned activation quantiser before it exists: a group id (concat inputs merge
@@ -276,7 +283,7 @@ class Planner {
   }
 
  private:
-  const std::string& type(int64_t n) const { return flow_.nodes[static_cast<size_t>(n)].type; }
+  const nn::DataflowNode& node(int64_t n) const { return flow_.nodes[static_cast<size_t>(n)]; }
 
   int64_t new_group(const QConfig* q) {
     group_qconfig.push_back(q);
@@ -313,10 +320,10 @@ class Planner {
   /// The last op of the chain that starts at `head` and shares its output quantiser.
   int64_t chain_end(int64_t head) {
     int64_t end = head;
-    if (is_weighted(type(head))) {
+    if (is_weighted(node(head))) {
       const int64_t c = flow_.only_consumer(end);
-      if (c >= 0 && type(c) == "BatchNorm2d" && type(head) == "Conv2d") {
-        auto* bn = dynamic_cast<nn::BatchNorm2d*>(flow_.nodes[static_cast<size_t>(c)].module);
+      if (c >= 0 && traits(node(c)).chain == nn::ChainRole::kFoldedNorm && dynamic_cast<nn::Conv2d*>(node(head).module)) {
+        auto* bn = dynamic_cast<nn::BatchNorm2d*>(node(c).module);
         if (bn && bn->affine()) {
           folded_bn[head] = c;
           absorbed_[static_cast<size_t>(c)] = true;
@@ -326,8 +333,9 @@ class Planner {
     }
     const int64_t c = flow_.only_consumer(end);
     const bool relu6_fuses = o_.backend == Backend::OpenVINO || o_.backend == Backend::ONNXRuntime;
-    if (c >= 0 && (type(c) == "ReLU" || (relu6_fuses && type(c) == "ReLU6")) &&
-        (is_weighted(type(head)) || type(head) == "Add")) {
+    const nn::ChainRole role = c >= 0 ? traits(node(c)).chain : nn::ChainRole::kNone;
+    if ((role == nn::ChainRole::kActivation || (relu6_fuses && role == nn::ChainRole::kClampedActivation)) &&
+        (is_weighted(node(head)) || traits(node(head)).fuses_activation)) {
       absorbed_[static_cast<size_t>(c)] = true;
       end = c;
     }
@@ -335,12 +343,11 @@ class Planner {
   }
 
   void plan_node(int64_t n) {
-    const auto& node = flow_.nodes[static_cast<size_t>(n)];
+    const auto& node = this->node(n);
     if (absorbed_[static_cast<size_t>(n)]) return;  // its group is set by the chain head
-    const std::string& t = node.type;
     const QConfig* q = qconfig_for(n);
     if (o_.backend == Backend::TensorRT) {
-      if (is_weighted(t) && q) {
+      if (is_weighted(node) && q) {
         weighted_nodes.push_back(n);
         chain_end(n);  // folds the BN that follows
         require_input(n, 0, q);
@@ -348,12 +355,12 @@ class Planner {
       return;
     }
     const bool academic = o_.backend == Backend::Academic;
-    if (is_weighted(t) || (!academic && is_quantised_op(t, o_.backend))) {
+    if (is_weighted(node) || (!academic && is_quantised_op(node, o_.backend))) {
       if (!q) return;  // left in float
-      if (is_weighted(t)) weighted_nodes.push_back(n);
+      if (is_weighted(node)) weighted_nodes.push_back(n);
       for (size_t i = 0; i < node.inputs.size(); ++i) require_input(n, i, q);
       add_output(chain_end(n), q);
-    } else if (t == "Concat" && !academic) {
+    } else if (traits(node).role == nn::QuantRole::kConcat && !academic) {
       if (!q) return;
       int64_t merged = -1;
       for (size_t i = 0; i < node.inputs.size(); ++i) {
@@ -361,7 +368,7 @@ class Planner {
         if (merged < 0) merged = g; else parent[static_cast<size_t>(g)] = merged;
       }
       value_group_[static_cast<size_t>(n)] = merged;
-    } else if (keeps_input_scale(t) && !node.inputs.empty() && node.inputs[0] >= 0) {
+    } else if (keeps_input_scale(node) && !node.inputs.empty() && node.inputs[0] >= 0) {
       value_group_[static_cast<size_t>(n)] = value_group_[static_cast<size_t>(node.inputs[0])];
     }
   }
@@ -435,7 +442,7 @@ std::shared_ptr<FakeQuantizer> input_fake_quant_of(const QuantPlan& plan, int64_
       if (p.node == from && p.input < 0) return p.fake_quant;
     }
     const auto& node = nodes[static_cast<size_t>(from)];
-    if (!keeps_input_scale(node.type) || node.inputs.empty()) break;
+    if (!keeps_input_scale(node) || node.inputs.empty()) break;
     from = node.inputs[0];
   }
   return nullptr;

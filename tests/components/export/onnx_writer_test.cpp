@@ -12,6 +12,7 @@
 
 #include "apps/onnx_export.h"
 #include "components/export/onnx_writer.h"
+#include "components/architectures/shufflenet_ops.h"
 #include "components/nn/nn.h"
 #include "components/quant/quant.h"
 #include "engine/args.h"
@@ -297,4 +298,112 @@ TEST_CASE("The ONNX writer names the module it cannot express and writes nothing
   CHECK(deploy::parse_onnx_form("OpenVINO") == deploy::OnnxForm::FakeQuantize);
   CHECK_THROWS_WITH(deploy::parse_onnx_form("tflite"), Catch::Contains("known: float, qdq, fakequantize"));
   CHECK_FALSE(fs::exists(file));
+}
+
+namespace {
+
+/// conv -> BN, the conv's channel 1 masked (pruned): the one weight-step contract folds the BN
+/// first and masks after, so the masked channel gives 0 in razor's forward and in the file.
+struct MaskedConvBn : nn::Module {
+  MaskedConvBn() : nn::Module("MaskedConvBn") {
+    conv = register_module("conv", std::make_shared<nn::Conv2d>(nn::Conv2dOptions(2, 3, 3).with_padding(1)));
+    bn = register_module("bn", std::make_shared<nn::BatchNorm2d>(3));
+    flatten = register_module("flatten", std::make_shared<nn::Flatten>(1));  // check.mjs reads N x K outputs
+    nn::assign_paths(*this);
+    torch::NoGradGuard no_grad;
+    bn->running_mean.copy_(torch::tensor({0.3, -0.4, 0.2}));
+    bn->running_var.copy_(torch::tensor({0.8, 1.5, 1.2}));
+    bn->weight.copy_(torch::tensor({1.2, 0.9, 0.7}));
+    bn->bias.copy_(torch::tensor({0.1, 0.5, -0.2}));  // beta - mu * gamma / sigma of channel 1 is not 0
+    conv->set_out_channel_mask(torch::tensor({1.0, 0.0, 1.0}));
+  }
+  torch::Tensor forward(const torch::Tensor& x) override { return (*flatten)((*bn)((*conv)(x))); }
+  std::shared_ptr<nn::Conv2d> conv;
+  std::shared_ptr<nn::BatchNorm2d> bn;
+  std::shared_ptr<nn::Module> flatten;
+};
+
+}  // namespace
+
+TEST_CASE("A masked channel gives 0 in razor and in the QDQ file: BN folded, then the mask", "[export][onnx][quant]") {
+  torch::manual_seed(4);
+  TempDir dir;
+  MaskedConvBn net;
+  net.eval();
+  const auto x = torch::randn({16, 2, 6, 6});
+  quant::register_quant();
+  auto plan = quant::prepare(net, native_options(), x.narrow(0, 0, 1), [&](const torch::Tensor& t) { return net(t); });
+  REQUIRE(plan->folded_bn.size() == 1);
+  torch::Tensor y;
+  {
+    torch::NoGradGuard no_grad;
+    net(x);
+    for (auto* fq : quant::fake_quantizers(net)) fq->disable_observer();
+    y = net(x);
+  }
+  const torch::Tensor channels = y.view({16, 3, 6, 6});
+  CHECK(channels.select(1, 1).abs().max().item<float>() == 0.0f);
+  CHECK(channels.select(1, 0).abs().max().item<float>() > 0.0f);
+
+  // The file's folded bias of the masked channel is 0 as well (mask after fold).
+  const auto [weight, bias] = net.conv->deployed_weight(net.bn.get());
+  CHECK(bias[1].item<float>() == 0.0f);
+  CHECK(weight[1].abs().max().item<float>() == 0.0f);
+  const std::string file = dir / "masked.onnx";
+  deploy::write_onnx(plan->flow, {deploy::OnnxForm::QDQ, plan.get(), {1, 2, 6, 6}}, file);
+  CHECK(values(initializer(read_model(file), "conv.bias"), torch::kFloat)[1].item<float>() == 0.0f);
+  const Json report = check_in_onnxruntime(file, dir / "check", x, y, {}, onnx_output_step(*plan));
+  INFO(report.dump());
+  CHECK(report.at("disabled").at("max_steps").get<double>() <= 1.0);
+}
+
+namespace {
+
+/// ShuffleNetV2's blocks, whose split and channel shuffle are ops of the graph: a stride-2
+/// block, then a stride-1 one (half the channels pass through).
+struct ShuffleNet : nn::Module {
+  ShuffleNet() : nn::Module("ShuffleNet") {
+    down = register_module("down", std::make_shared<ShuffleBlock>(4, 8, 2, 3));
+    same = register_module("same", std::make_shared<ShuffleXception>(8, 8, 1));
+    flatten = register_module("flatten", std::make_shared<nn::Flatten>(1));
+    nn::assign_paths(*this);
+  }
+  torch::Tensor forward(const torch::Tensor& x) override { return (*flatten)((*same)((*down)(x))); }
+  std::shared_ptr<nn::Module> down, same, flatten;
+};
+
+}  // namespace
+
+TEST_CASE("ShuffleNetV2 blocks export whole: chunk and channel shuffle are ops", "[export][onnx]") {
+  torch::manual_seed(5);
+  TempDir dir;
+  ShuffleNet net;
+  net.eval();
+  const auto x = torch::randn({8, 4, 8, 8});
+  torch::Tensor y;
+  {
+    torch::NoGradGuard no_grad;
+    y = net(x);
+  }
+  const nn::Dataflow flow = trace(net, x);
+  for (const auto& n : flow.nodes) {
+    for (int64_t input : n.inputs) CHECK(input != nn::kUnknownProducer);
+  }
+  CHECK(flow.find("same.first_half") >= 0);
+  CHECK(flow.find("same.shuffle") >= 0);
+  // The traced path (hooks on every op) computes what the fused concat + shuffle computes.
+  {
+    torch::NoGradGuard no_grad;
+    auto handle = dynamic_cast<nn::Module&>(*net.same->named_children()["shuffle"]).add_forward_hook(
+        [](nn::Module&, const nn::Inputs&, torch::Tensor&) {});
+    CHECK(torch::equal(net(x), y));
+    handle.remove();
+  }
+  const std::string file = dir / "shufflenet.onnx";
+  deploy::write_onnx(flow, {deploy::OnnxForm::Float, nullptr, {1, 4, 8, 8}}, file);
+  const Json report = check_in_onnxruntime(file, dir / "check", x, y, {}, 0.0);
+  for (const char* level : {"disabled", "all"}) {
+    INFO(level);
+    CHECK(report.at(level).at("relative_error").get<double>() < 1e-5);
+  }
 }

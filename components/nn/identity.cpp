@@ -1,0 +1,12 @@
+#include "components/nn/identity.h"
+
+#include "components/nn/op_description.h"
+
+namespace razor::nn {
+
+const OpDescription* Identity::description() const {
+  static const OpDescription d{{QuantRole::kSharesInput}, nullptr, onnx_pass_through};
+  return &d;
+}
+
+}  // namespace razor::nn
