@@ -6,9 +6,13 @@
 #include <iostream>
 #include <random>
 
+#include <spdlog/spdlog.h>
+
+#include "algorithms/base_algorithm.h"
 #include "algorithms/nas/nas_algorithm.h"
 #include "components/mutators/fix_subnet.h"
 #include "datasets/data_loader.h"
+#include "engine/checkpoint.h"
 #include "engine/config.h"
 #include "engine/error.h"
 #include "engine/runner.h"
@@ -85,26 +89,35 @@ std::optional<std::pair<std::vector<int64_t>, std::string>> sample_shape(Runner&
 
 }  // namespace
 
-Analysis analyze(const AnalyzeOptions& options) {
-  Analysis analysis;
+namespace {
+
+/// The config's runner and the input shape to trace, as both analyses need them.
+struct Prepared {
+  std::unique_ptr<Runner> runner;
+  std::vector<int64_t> input_shape;
+  std::string input_shape_source;
   ResourceEstimatorOptions estimator_options;
+};
+
+Prepared prepare(const AnalyzeOptions& options) {
+  Prepared prepared;
   if (!options.input_shape.empty()) {
     bool ok = options.input_shape.size() == 4;
     for (int64_t v : options.input_shape) ok = ok && v > 0;
     RAZOR_CHECK(ok, "--input-shape: expected 4 positive integers N C H W, got ",
                 shape_text(options.input_shape));
-    analysis.input_shape = options.input_shape;
-    analysis.input_shape_source = "--input-shape";
+    prepared.input_shape = options.input_shape;
+    prepared.input_shape_source = "--input-shape";
   }
 
   auto config = std::make_shared<Config>(load_config(options.config_file));
   apply_overrides(*config, options.overrides);
   bool config_has_shape = false;
   if (auto from_config = config_estimator(config, &config_has_shape)) {
-    estimator_options = from_config->first;
-    if (analysis.input_shape.empty() && config_has_shape) {
-      analysis.input_shape = estimator_options.input_shape;
-      analysis.input_shape_source = from_config->second + ".input_shape";
+    prepared.estimator_options = from_config->first;
+    if (prepared.input_shape.empty() && config_has_shape) {
+      prepared.input_shape = prepared.estimator_options.input_shape;
+      prepared.input_shape_source = from_config->second + ".input_shape";
     }
   }
 
@@ -113,15 +126,16 @@ Analysis analyze(const AnalyzeOptions& options) {
   runner_options.log_level = "warn";   // stdout is the table
   runner_options.launcher = "none";
   runner_options.device = options.device;
-  Runner runner(config, runner_options);
-  if (analysis.input_shape.empty()) {
+  prepared.runner = std::make_unique<Runner>(config, runner_options);
+  Runner& runner = *prepared.runner;
+  if (prepared.input_shape.empty()) {
     auto sampled = sample_shape(runner);
     RAZOR_CHECK(
         sampled, config->file,
         ": cannot tell the model's input shape: the config has no "
         "train_cfg.estimator_cfg.input_shape and no dataloader; pass --input-shape N C H W");
-    analysis.input_shape = sampled->first;
-    analysis.input_shape_source = "one sample of " + sampled->second;
+    prepared.input_shape = sampled->first;
+    prepared.input_shape_source = "one sample of " + sampled->second;
   }
 
   Model& model = runner.model();
@@ -135,10 +149,37 @@ Analysis analyze(const AnalyzeOptions& options) {
                 ": the config's model is not a NAS supernet (model.type = \"SPOS\", ...)");
     nas->fix_subnet(read_subnet_file(options.subnet), options.subnet);
   }
-  estimator_options.with_input_shape(analysis.input_shape).with_units("M");
-  ResourceEstimator estimator(estimator_options);
-  analysis.report = estimator.estimate_report(model);
+  return prepared;
+}
+
+}  // namespace
+
+Analysis analyze(const AnalyzeOptions& options) {
+  Prepared prepared = prepare(options);
+  Analysis analysis;
+  analysis.input_shape = prepared.input_shape;
+  analysis.input_shape_source = prepared.input_shape_source;
+  prepared.estimator_options.with_input_shape(analysis.input_shape).with_units("M");
+  ResourceEstimator estimator(prepared.estimator_options);
+  analysis.report = estimator.estimate_report(prepared.runner->model());
   return analysis;
+}
+
+ChannelUnitsAnalysis analyze_channel_units(const AnalyzeOptions& options) {
+  Prepared prepared = prepare(options);
+  ChannelUnitsAnalysis units;
+  units.input_shape = prepared.input_shape;
+  units.input_shape_source = prepared.input_shape_source;
+  // Units are the architecture's, named from it, as MMRazor's mutators name them.
+  Model& model = prepared.runner->model();
+  auto* algorithm = dynamic_cast<BaseAlgorithm*>(&model);
+  Model& architecture = algorithm ? algorithm->architecture() : model;
+  channel::ChannelAnalyzerOptions analyzer_options;
+  analyzer_options.demo_input = units.input_shape;
+  units.analysis = channel::ChannelAnalyzer(analyzer_options)
+                       .analyze(architecture, [&](const torch::Tensor& x) { return architecture.forward_tensor(x); });
+  for (const auto& warning : units.analysis.warnings) spdlog::warn("{}", warning);
+  return units;
 }
 
 void print_analysis(const Analysis& analysis, std::ostream& out) {
@@ -185,8 +226,66 @@ void print_analysis(const Analysis& analysis, std::ostream& out) {
   }
 }
 
+namespace {
+
+std::string member_text(const channel::UnitChannel& c, int64_t num_channels) {
+  std::string text = c.name;
+  if (c.start != 0 || c.end != num_channels * c.expand_ratio) {
+    text += "[" + std::to_string(c.start) + ":" + std::to_string(c.end) + "]";
+  }
+  if (c.expand_ratio > 1) text += " (x" + std::to_string(c.expand_ratio) + ")";
+  return text;
+}
+
+std::string members_text(const std::vector<channel::UnitChannel>& channels, int64_t num_channels) {
+  std::vector<std::string> parts;
+  for (const auto& c : channels) parts.push_back(member_text(c, num_channels));
+  return parts.empty() ? "-" : join(parts, ", ");
+}
+
+}  // namespace
+
+void print_channel_units(const ChannelUnitsAnalysis& units, std::ostream& out) {
+  const auto& analysis = units.analysis;
+  out << "Input shape: " << shape_text(units.input_shape) << " (" << units.input_shape_source << ")\n";
+  out << "Channel units: " << analysis.units.size() << " prunable, " << analysis.frozen.size() << " frozen\n";
+  size_t width = 4;
+  for (const auto& u : analysis.units) width = std::max(width, u.name.size());
+  char line[64];
+  std::snprintf(line, sizeof(line), "  %8s  ", "Channels");
+  out << "Unit" << std::string(width - 4, ' ') << line << "Members\n";
+  for (const auto& u : analysis.units) {
+    std::snprintf(line, sizeof(line), "  %8lld  ", static_cast<long long>(u.num_channels));
+    const std::string indent(width + 12, ' ');
+    out << u.name << std::string(width - u.name.size(), ' ') << line
+        << "out: " << members_text(u.output_related, u.num_channels) << "\n"
+        << indent << "in:  " << members_text(u.input_related, u.num_channels) << "\n";
+  }
+  if (!analysis.frozen.empty()) {
+    out << "Frozen (not prunable):\n";
+    for (const auto& u : analysis.frozen) out << "  " << u.name << ": " << u.frozen_because << "\n";
+  }
+}
+
+Json channel_units_json(const channel::ChannelAnalysis& analysis, const AnalyzeOptions& options) {
+  if (options.choice_only) return channel::choice_template(analysis);
+  return channel::units_config(analysis, options.with_channels, options.with_init_args);
+}
+
 int run_analyze(const AnalyzeOptions& options) {
-  print_analysis(analyze(options), std::cout);
+  if (!options.channel_units) {
+    RAZOR_CHECK(options.units_file.empty() && !options.with_channels && !options.with_init_args &&
+                    !options.choice_only,
+                "-o, -c, -i and --choice go with --channel-units");
+    print_analysis(analyze(options), std::cout);
+    return 0;
+  }
+  const ChannelUnitsAnalysis units = analyze_channel_units(options);
+  print_channel_units(units, std::cout);
+  if (!options.units_file.empty()) {
+    write_file_atomically(options.units_file, channel_units_json(units.analysis, options).dump(4) + "\n");
+    std::cout << "Wrote " << units.analysis.units.size() << " units to " << options.units_file << "\n";
+  }
   return 0;
 }
 

@@ -364,6 +364,16 @@ int run_cli(const std::vector<std::string>& args) {
   analyze_command->add_option("--device", analyze_device, "auto, cpu, cuda or cuda:N");
   analyze_command->add_option("--subnet", analyze_options.subnet,
                               "Count a NAS supernet fixed to this subnet YAML");
+  analyze_command->add_flag("--channel-units", analyze_options.channel_units,
+                            "Print the channel units (pruning) instead of FLOPs and params");
+  analyze_command->add_option("-o,--output", analyze_options.units_file,
+                              "With --channel-units: write the units as MMRazor's get_channel_units.py JSON");
+  analyze_command->add_flag("-c,--with-channel", analyze_options.with_channels,
+                            "With -o: each unit's channels (input_related, output_related)");
+  analyze_command->add_flag("-i,--with-init-args", analyze_options.with_init_args,
+                            "With -o: each unit's init args (num_channels, choice_mode, ...)");
+  analyze_command->add_flag("--choice", analyze_options.choice_only,
+                            "With -o: only the choice template {unit: 1.0} (-c and -i ignored)");
 
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {

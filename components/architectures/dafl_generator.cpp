@@ -19,7 +19,8 @@ class LeakyReLU : public nn::Module {
   explicit LeakyReLU(double slope) : nn::Module("LeakyReLU"), slope_(slope) {}
   // MMRazor's ReLU counters count it (one FLOP per element); no quantiser or ONNX form.
   const nn::OpDescription* description() const override {
-    static const nn::OpDescription d{{}, nn::count_per_output_element, nullptr};
+    static const nn::OpDescription d{{}, nn::count_per_output_element, nullptr,
+                                     nn::channel_flow(nn::ChannelFlow::kPass)};
     return &d;
   }
 

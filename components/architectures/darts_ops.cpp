@@ -48,7 +48,8 @@ DropPath::DropPath(double drop_prob) : nn::Module("DropPath"), drop_prob_(drop_p
 
 // The identity in eval mode; its output keeps its input's quantisation parameters.
 const nn::OpDescription* DropPath::description() const {
-  static const nn::OpDescription d{{nn::QuantRole::kSharesInput}, nullptr, nn::onnx_pass_through};
+  static const nn::OpDescription d{{nn::QuantRole::kSharesInput}, nullptr, nn::onnx_pass_through,
+                                   nn::channel_flow(nn::ChannelFlow::kPass)};
   return &d;
 }
 

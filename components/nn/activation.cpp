@@ -52,7 +52,8 @@ const OpDescription* ReLU::description() const {
         const std::string out = onnx.output();
         onnx.node("Relu", inputs, out);
         return out;
-      }};
+      },
+      channel_flow(ChannelFlow::kPass)};
   return &d;
 }
 
@@ -77,7 +78,8 @@ const OpDescription* ReLU6::description() const {
                     out);
         }
         return out;
-      }};
+      },
+      channel_flow(ChannelFlow::kPass)};
   return &d;
 }
 
@@ -105,7 +107,8 @@ const OpDescription* Hardswish::description() const {
                                  hard_sigmoid(onnx, inputs.at(0), gate);
                                  onnx.node("Mul", {inputs.at(0), gate}, out);
                                  return out;
-                               }};
+                               },
+      channel_flow(ChannelFlow::kPass)};
   return &d;
 }
 
@@ -115,17 +118,20 @@ const OpDescription* Hardsigmoid::description() const {
                                  const std::string out = onnx.output();
                                  hard_sigmoid(onnx, inputs.at(0), out);
                                  return out;
-                               }};
+                               },
+      channel_flow(ChannelFlow::kPass)};
   return &d;
 }
 
 const OpDescription* Sigmoid::description() const {
-  static const OpDescription d{{QuantRole::kQuantised}, nullptr, onnx_same_op("Sigmoid")};
+  static const OpDescription d{{QuantRole::kQuantised}, nullptr, onnx_same_op("Sigmoid"),
+      channel_flow(ChannelFlow::kPass)};
   return &d;
 }
 
 const OpDescription* Tanh::description() const {
-  static const OpDescription d{{QuantRole::kQuantised}, nullptr, onnx_same_op("Tanh")};
+  static const OpDescription d{{QuantRole::kQuantised}, nullptr, onnx_same_op("Tanh"),
+      channel_flow(ChannelFlow::kPass)};
   return &d;
 }
 

@@ -150,7 +150,8 @@ const OpDescription* BatchNorm2d::description() const {
                    onnx.constant(".running_var", bn.running_var.detach())},
                   out, {{"epsilon", static_cast<float>(bn.eps())}});
         return out;
-      }};
+      },
+      channel_flow(ChannelFlow::kPass, /*member=*/true)};
   return &d;
 }
 

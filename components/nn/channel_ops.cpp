@@ -48,6 +48,15 @@ const OpDescription* Chunk::description() const {
                    onnx.constant(".ends", one((chunk.index() + 1) * size)), onnx.constant(".axes", one(1))},
                   out);
         return out;
+      },
+      [](const Module& op, const std::vector<std::vector<int64_t>>& shapes) {
+        const auto& chunk = static_cast<const Chunk&>(op);
+        const int64_t size = shapes.at(0).at(1) / chunk.chunks();
+        ChannelRule rule;
+        rule.flow = ChannelFlow::kSlice;
+        rule.start = chunk.index() * size;
+        rule.end = rule.start + size;
+        return rule;
       }};
   return &d;
 }

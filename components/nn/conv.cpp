@@ -82,7 +82,16 @@ std::string conv_onnx(OnnxEmitter& onnx, Module& op, const std::vector<std::stri
 }  // namespace
 
 const OpDescription* Conv2d::description() const {
-  static const OpDescription d{{QuantRole::kWeighted}, conv_cost, conv_onnx};
+  static const OpDescription d{{QuantRole::kWeighted}, conv_cost, conv_onnx,
+      [](const Module& op, const std::vector<std::vector<int64_t>>&) {
+        const auto& o = static_cast<const Conv2d&>(op).options();
+        ChannelRule rule;
+        rule.member = true;
+        const bool depthwise = o.groups > 1 && o.groups == o.in_channels && o.groups == o.out_channels;
+        rule.flow = depthwise ? ChannelFlow::kPass : ChannelFlow::kMix;
+        rule.groups = depthwise ? 1 : o.groups;
+        return rule;
+      }};
   return &d;
 }
 

@@ -34,6 +34,7 @@ bool is_leaf(torch::nn::Module& module) {
 Dataflow trace_dataflow(torch::nn::Module& root, const torch::Tensor& input,
                         const std::function<torch::Tensor(const torch::Tensor&)>& forward) {
   Dataflow flow;
+  flow.input_shape = input.sizes().vec();
   // Values are told apart by their TensorImpl; every traced value is kept alive until the
   // end, so no address is reused for another value.
   std::unordered_map<const void*, int64_t> producer;
@@ -59,6 +60,7 @@ Dataflow trace_dataflow(torch::nn::Module& root, const torch::Tensor& input,
         auto it = producer.find(x.unsafeGetTensorImpl());
         const int64_t from = it == producer.end() ? kUnknownProducer : it->second;
         node.inputs.push_back(from);
+        node.input_shapes.push_back(x.sizes().vec());
         if (from >= 0) flow.nodes[static_cast<size_t>(from)].consumers.push_back(index);
         if (from == kGraphInput) flow.input_consumers.push_back(index);
       }

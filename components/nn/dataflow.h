@@ -27,6 +27,8 @@ struct DataflowNode {
   /// Which call of the module this is in the forward (0 for most).
   int64_t call = 0;
   std::vector<int64_t> inputs;
+  /// The shapes of the inputs, as read.
+  std::vector<std::vector<int64_t>> input_shapes;
   /// Nodes that read this node's output, in call order (a node reading it twice is listed twice).
   std::vector<int64_t> consumers;
   std::vector<int64_t> output_shape;
@@ -36,8 +38,9 @@ struct DataflowNode {
 
 struct Dataflow {
   std::vector<DataflowNode> nodes;
-  /// The nodes that read the model input.
+  /// The nodes that read the model input, and its shape.
   std::vector<int64_t> input_consumers;
+  std::vector<int64_t> input_shape;
   /// The node whose output the forward returned (kUnknownProducer if code made it).
   int64_t output = kUnknownProducer;
 

@@ -22,7 +22,8 @@ void Dropout::pretty_print(std::ostream& stream) const { stream << "Dropout(p=" 
 
 // The identity in eval mode, which is what every pass reads.
 const OpDescription* Dropout::description() const {
-  static const OpDescription d{{QuantRole::kSharesInput}, nullptr, onnx_pass_through};
+  static const OpDescription d{{QuantRole::kSharesInput}, nullptr, onnx_pass_through,
+      channel_flow(ChannelFlow::kPass)};
   return &d;
 }
 

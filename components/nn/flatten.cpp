@@ -21,7 +21,15 @@ const OpDescription* Flatten::description() const {
                                  const std::string out = onnx.output();
                                  onnx.node("Flatten", inputs, out, {{"axis", flatten.start_dim()}});
                                  return out;
-                               }};
+                               },
+      [](const Module& op, const std::vector<std::vector<int64_t>>& shapes) {
+        const auto& flatten = static_cast<const Flatten&>(op);
+        const auto rank = static_cast<int64_t>(shapes.at(0).size());
+        const int64_t end = flatten.end_dim() < 0 ? flatten.end_dim() + rank : flatten.end_dim();
+        ChannelRule rule;
+        if (flatten.start_dim() == 1 && end == rank - 1) rule.flow = rank > 2 ? ChannelFlow::kFlatten : ChannelFlow::kPass;
+        return rule;
+      }};
   return &d;
 }
 

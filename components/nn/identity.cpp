@@ -5,7 +5,8 @@
 namespace razor::nn {
 
 const OpDescription* Identity::description() const {
-  static const OpDescription d{{QuantRole::kSharesInput}, nullptr, onnx_pass_through};
+  static const OpDescription d{{QuantRole::kSharesInput}, nullptr, onnx_pass_through,
+      channel_flow(ChannelFlow::kPass)};
   return &d;
 }
 

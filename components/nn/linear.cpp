@@ -52,6 +52,13 @@ const OpDescription* Linear::description() const {
         if (!b.empty()) args.push_back(b);
         onnx.node("Gemm", args, out, {{"transB", int64_t{1}}});
         return out;
+      },
+      [](const Module&, const std::vector<std::vector<int64_t>>& shapes) {
+        ChannelRule rule;
+        rule.member = true;
+        // Features on dimension 1 only: a Linear over the last of more dimensions is not followed.
+        if (shapes.at(0).size() == 2) rule.flow = ChannelFlow::kMix;
+        return rule;
       }};
   return &d;
 }

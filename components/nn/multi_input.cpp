@@ -51,13 +51,15 @@ const OpDescription* Add::description() const {
   static const OpDescription d = [] {
     OpDescription add{{QuantRole::kQuantised}, nullptr, onnx_binary_chain("Add")};
     add.quant.fuses_activation = true;
+    add.channel = channel_flow(ChannelFlow::kBind);
     return add;
   }();
   return &d;
 }
 
 const OpDescription* Mul::description() const {
-  static const OpDescription d{{QuantRole::kQuantised}, nullptr, onnx_binary_chain("Mul")};
+  static const OpDescription d{{QuantRole::kQuantised}, nullptr, onnx_binary_chain("Mul"),
+      channel_flow(ChannelFlow::kBind)};
   return &d;
 }
 
@@ -67,7 +69,12 @@ const OpDescription* Concat::description() const {
                                  const std::string out = onnx.output();
                                  onnx.node("Concat", inputs, out, {{"axis", static_cast<Concat&>(op).dim()}});
                                  return out;
-                               }};
+                               },
+      [](const Module& op, const std::vector<std::vector<int64_t>>&) {
+        ChannelRule rule;
+        if (static_cast<const Concat&>(op).dim() == 1) rule.flow = ChannelFlow::kConcat;
+        return rule;
+      }};
   return &d;
 }
 

@@ -20,6 +20,13 @@ OpCost count_per_input_element(Module& op, const Inputs& inputs, const torch::Te
   return {static_cast<double>(inputs.at(0).numel()), trainable_numel(op)};
 }
 
+ChannelRuleOf channel_flow(ChannelFlow flow, bool member) {
+  ChannelRule rule;
+  rule.flow = flow;
+  rule.member = member;
+  return [rule](const Module&, const std::vector<std::vector<int64_t>>&) { return rule; };
+}
+
 std::string onnx_pass_through(OnnxEmitter& /*onnx*/, Module& /*op*/, const std::vector<std::string>& inputs) {
   return inputs.at(0);
 }

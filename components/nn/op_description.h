@@ -1,6 +1,7 @@
 #pragma once
 // What one kind of op is to the passes that read the op graph: where quantiser placement
-// puts its quantisers, how the resource estimator counts it, how the ONNX writer writes it.
+// puts its quantisers, how the resource estimator counts it, how the ONNX writer writes it,
+// how the channel analyser follows channels through it.
 // Each op module returns its description from Module::description(), written beside the
 // op, so that adding an op means writing one description, not editing every pass. Blocks
 // (modules with razor children) have none.
@@ -68,13 +69,53 @@ using CostRule = std::function<OpCost(Module& op, const Inputs& inputs, const to
 /// name of the value that holds its output.
 using OnnxRule = std::function<std::string(OnnxEmitter& onnx, Module& op, const std::vector<std::string>& inputs)>;
 
+/// How an op's output channels follow from its inputs' channels (dimension 1), as MMRazor's
+/// channel nodes define it.
+enum class ChannelFlow {
+  /// Not followed: the channels of its inputs and of its output are frozen (never pruned).
+  kUnknown,
+  /// Output channels of its own, independent of the input's (a plain conv, a linear). With
+  /// groups > 1, channel j of every group is tied to channel j of the others, on both sides.
+  kMix,
+  /// Output channel c is input channel c (norms, activations, pools, a depthwise conv).
+  kPass,
+  /// All inputs and the output are one set of channels (a residual add; a mul, where an input
+  /// of one channel broadcasts and binds nothing).
+  kBind,
+  /// The output is its inputs' channels one after the other.
+  kConcat,
+  /// N x C x H x W -> N x (C·H·W): input channel c becomes features [c·H·W, (c+1)·H·W).
+  kFlatten,
+  /// The output is input channels [start, end).
+  kSlice,
+};
+
+struct ChannelRule {
+  ChannelFlow flow = ChannelFlow::kUnknown;
+  /// kMix: the op's groups.
+  int64_t groups = 1;
+  /// kSlice: the input channels the output is.
+  int64_t start = 0, end = 0;
+  /// The op holds state per channel that a width change slices (a conv's or linear's weight,
+  /// a norm's statistics): a member of the channel units its channels are in.
+  bool member = false;
+};
+
+/// The rule of one call, given the shapes the op read.
+using ChannelRuleOf = std::function<ChannelRule(const Module& op, const std::vector<std::vector<int64_t>>& input_shapes)>;
+
 struct OpDescription {
   QuantTraits quant;
   /// Null: the op counts nothing (MMRazor has no counter for it).
   CostRule cost;
   /// Null: the op has no ONNX form.
   OnnxRule onnx;
+  /// Null: the channel analyser does not follow the op (ChannelFlow::kUnknown).
+  ChannelRuleOf channel;
 };
+
+/// The channel rules most ops have: a constant flow.
+ChannelRuleOf channel_flow(ChannelFlow flow, bool member = false);
 
 /// The counting rules several ops share: one FLOP per output element (MMRazor's ReLU
 /// counters), one per input element (its pooling counters). Parameters: the trainable ones.

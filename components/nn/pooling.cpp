@@ -99,7 +99,8 @@ const OpDescription* MaxPool2d::description() const {
                                count_per_input_element,
                                [](OnnxEmitter& onnx, Module& op, const std::vector<std::string>& inputs) {
                                  return onnx_pool(onnx, "MaxPool", static_cast<MaxPool2d&>(op).options(), inputs);
-                               }};
+                               },
+      channel_flow(ChannelFlow::kPass)};
   return &d;
 }
 
@@ -108,7 +109,8 @@ const OpDescription* AvgPool2d::description() const {
                                [](OnnxEmitter& onnx, Module& op, const std::vector<std::string>& inputs) {
                                  return onnx_pool(onnx, "AveragePool", static_cast<AvgPool2d&>(op).options(),
                                                   inputs);
-                               }};
+                               },
+      channel_flow(ChannelFlow::kPass)};
   return &d;
 }
 
@@ -132,7 +134,8 @@ const OpDescription* AdaptiveAvgPool2d::description() const {
         const std::vector<int64_t> kernel = {h / pool.output_height(), w / pool.output_width()};
         onnx.node("AveragePool", inputs, out, {{"kernel_shape", kernel}, {"strides", kernel}});
         return out;
-      }};
+      },
+      channel_flow(ChannelFlow::kPass)};
   return &d;
 }
 

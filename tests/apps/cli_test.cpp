@@ -261,6 +261,45 @@ TEST_CASE("CLI: analyze prints per-op rows and the estimator's totals", "[cli][a
                  Catch::Contains(estimated_totals(config, {1, 1, 32, 32}).first));
 }
 
+TEST_CASE("CLI: analyze --channel-units prints the unit table and writes MMRazor's JSON", "[cli][analyze][channel]") {
+  const std::string config = resnet20_config();
+  auto table = run({"analyze", config, "--channel-units"});
+  REQUIRE(table.code == 0);
+  CHECK_THAT(table.out, Catch::Contains("Input shape: [1, 1, 28, 28] (one sample of test_dataloader)") &&
+                            Catch::Contains("Channel units: 12 prunable, 2 frozen") &&
+                            Catch::Contains("backbone.layer1.0.conv1_(0, 16)_16") &&
+                            Catch::Contains("head.fc_(0, 10)_10: the model output"));
+  CHECK_THAT(table.out, Catch::Matches("[\\s\\S]*\nbackbone\\.conv1_\\(0, 16\\)_16 +16  out: backbone\\.conv1, "
+                                       "backbone\\.bn1, backbone\\.layer1\\.0\\.conv2,[\\s\\S]*"));
+
+  const auto file = fs::temp_directory_path() / "razor_test_cli" / "units.json";
+  fs::create_directories(file.parent_path());
+  fs::remove(file);
+  auto written = run({"analyze", config, "--channel-units", "-o", file.string(), "-c", "-i"});
+  INFO(written.err);
+  REQUIRE(written.code == 0);
+  const Json units = Json::parse(std::ifstream(file));
+  CHECK(units.size() == 12);
+  const Json& stem = units["backbone.conv1_(0, 16)_16"];
+  CHECK(stem["init_args"]["num_channels"] == 16);
+  CHECK(stem["channels"]["output_related"][0] == Json{{"name", "backbone.conv1"},
+                                                      {"start", 0},
+                                                      {"end", 16},
+                                                      {"expand_ratio", 1},
+                                                      {"is_output_channel", true}});
+  CHECK(stem["channels"]["input_related"].size() == 9);
+  CHECK(stem["choice"] == 1.0);
+
+  auto choices = run({"analyze", config, "--channel-units", "-o", file.string(), "--choice"});
+  REQUIRE(choices.code == 0);
+  const Json choice = Json::parse(std::ifstream(file));
+  CHECK(choice.size() == 12);
+  CHECK(choice["backbone.layer3.0.conv2_(0, 64)_64"] == 1.0);
+
+  // The JSON options belong to --channel-units.
+  CHECK(run({"analyze", config, "-o", file.string()}).code == 2);
+}
+
 TEST_CASE("CLI: analyze rejects a bad input shape with exit 2", "[cli][analyze]") {
   const std::string config = resnet20_config();
   auto zero = run({"analyze", config, "--input-shape", "1", "1", "0", "28"});
