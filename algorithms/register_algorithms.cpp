@@ -3,6 +3,7 @@
 #include "algorithms/distill/datafree_distillation.h"
 #include "algorithms/distill/single_teacher_distill.h"
 #include "algorithms/nas/nas_algorithm.h"
+#include "algorithms/pruning/ite_prune_algorithm.h"
 #include "algorithms/quantization/mm_architecture_quant.h"
 #include "components/nn/module.h"
 
@@ -17,6 +18,7 @@ void register_algorithms() {
   register_self_distill();
   register_nas_algorithms();
   register_quantization_algorithms();
+  register_pruning_algorithms();
   // `model = { type = "BaseAlgorithm", architecture = { type = "ImageClassifier", ... } }`
   model_registry().add("BaseAlgorithm", [](Args& args, const BuildContext& context) {
     Args architecture_args = args.sub("architecture");

@@ -1,5 +1,6 @@
 #include "apps/cli.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -11,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "apps/analyze.h"
+#include "apps/pruned_export.h"
 #include "apps/bench.h"
 #include "apps/export.h"
 #include "apps/pytorch_export.h"
@@ -113,7 +115,7 @@ int command_export_onnx(const std::shared_ptr<Config>& config, const std::string
 
 int command_export(const std::string& file, const std::string& checkpoint, const std::vector<std::string>& overrides,
                    const std::string& out, const std::string& subnet, const std::string& format,
-                   const std::string& names, OnnxExportOptions onnx_options) {
+                   const std::string& names, OnnxExportOptions onnx_options, bool pruned) {
   auto config = load_with_overrides(file, overrides);
   RAZOR_CHECK(names == "razor" || format == "pytorch", "--names applies to --format pytorch");
   if (format == "onnx") {
@@ -130,6 +132,21 @@ int command_export(const std::string& file, const std::string& checkpoint, const
     return 0;
   }
   RAZOR_CHECK(format == "checkpoint", "--format ", format, ": unknown (known: checkpoint, onnx, pytorch)");
+  if (pruned) {
+    RAZOR_CHECK(subnet.empty(), "--pruned and --subnet are different exports: give one");
+    const PrunedExport report = export_pruned(config, checkpoint, out);
+    char line[1024];
+    std::snprintf(line, sizeof(line),
+                  "Exported the pruned model to %s and %s: %.3f M of %.3f M FLOPs (%.2f%%), %.3f M of %.3f M params "
+                  "(%.2f%%); its logits equal the pruned model's (max relative difference %.1e)\n",
+                  report.config.c_str(), report.weights.c_str(), report.pruned_flops / 1e6, report.full_flops / 1e6,
+                100 * report.pruned_flops / report.full_flops, static_cast<double>(report.pruned_params) / 1e6,
+                static_cast<double>(report.full_params) / 1e6,
+                100.0 * static_cast<double>(report.pruned_params) / static_cast<double>(report.full_params),
+                report.max_relative_error);
+    std::cout << line;
+    return 0;
+  }
   if (!subnet.empty()) {
     SubnetExport report = export_subnet(*config, checkpoint, subnet, out);
     std::cout << "Exported the subnet (" << report.subnet_params << " parameters; the supernet has "
@@ -309,6 +326,9 @@ int run_cli(const std::vector<std::string>& args) {
   export_command->add_option("--subnet", export_subnet_file,
                              "Write a NAS supernet fixed to this subnet YAML as a static model");
   export_command->add_option("--cfg-options", overrides, "Override config keys: a.b.c=VALUE")->expected(1, -1);
+  bool export_pruned_flag = false;
+  export_command->add_flag("--pruned", export_pruned_flag,
+                           "A pruning algorithm's model cut to its kept channels: DIR/pruned.toml and DIR/pruned.pth");
   std::string export_format = "checkpoint";
   OnnxExportOptions onnx_options;
   std::string export_names = "razor";
@@ -415,7 +435,7 @@ int run_cli(const std::vector<std::string>& args) {
     }
     if (*export_command) {
       return command_export(config_file, checkpoint, overrides, out, export_subnet_file, export_format, export_names,
-                            onnx_options);
+                            onnx_options, export_pruned_flag);
     }
     if (*print) return command_config_print(config_file, overrides);
     if (*analyze_command) {

@@ -68,6 +68,9 @@ class Model : public torch::nn::Module {
   /// generator); checkpoints hold it as JSON. Null when there is none.
   virtual Json extra_state() const { return nullptr; }
   virtual void load_extra_state(const Json& /*state*/) {}
+  /// What of that state the weights mean nothing without (a pruned model's kept channels):
+  /// loading weights (load_from, `razor test/export CKPT`) applies it too, before the weights.
+  virtual void load_weights_state(const Json& /*state*/) {}
 };
 
 /// "models": architectures, backbones, necks, heads and algorithms (MMEngine's MODELS).

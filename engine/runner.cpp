@@ -455,6 +455,7 @@ void Runner::resume_from(const std::string& path) {
 void Runner::load_weights(const std::string& path, bool require_all) {
   const CheckpointNaming naming = CheckpointNaming::from_config(*config_);
   CheckpointReader reader(path, naming.checkpoint_key);
+  if (reader.contents().meta.contains("model_state")) model().load_weights_state(reader.contents().meta["model_state"]);
   const StateDict weights = rename_for_model(reader.contents().model, model(), naming, path);
   LoadReport report = load_state_dict(model(), weights, /*strict=*/false, path);
   if (require_all && !report.missing.empty()) {

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string>
 
@@ -29,6 +30,16 @@ inline std::string mpirun(int ranks) {
   std::string command = "mpirun --oversubscribe -np " + std::to_string(ranks);
   if (geteuid() == 0) command += " --allow-run-as-root";
   return command + " ";
+}
+
+/// The value of `key` in the last line of `text` that has it ("key: value"); -1 if none.
+inline double metric(const std::string& text, const std::string& key) {
+  const std::regex re(std::regex_replace(key, std::regex(R"([./])"), R"(\$&)") + R"(: ([0-9.]+))");
+  double value = -1;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator(); ++it) {
+    value = std::stod((*it)[1]);
+  }
+  return value;
 }
 
 /// The razor executable with `args`.

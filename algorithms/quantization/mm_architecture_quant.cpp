@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "algorithms/architecture_weights.h"
 #include "algorithms/quantization/quant_loops.h"
 #include "components/nn/batch_norm.h"
 #include "engine/checkpoint.h"
@@ -185,27 +186,7 @@ void load_float_checkpoint(Model& architecture, Args& args) {
     spdlog::debug("{}: float_checkpoint = \"\": the weights come from a checkpoint loaded afterwards", args.where());
     return;
   }
-  RAZOR_CHECK(fs::exists(*path), args.where("float_checkpoint"), ": checkpoint not found: ", *path);
-  const CheckpointNaming naming = args.config() ? CheckpointNaming::from_config(*args.config()) : CheckpointNaming{};
-  CheckpointReader reader(*path, naming.checkpoint_key);
-  StateDict weights = reader.contents().model;
-  const std::string prefix = "architecture.";
-  const bool from_algorithm = std::any_of(weights.begin(), weights.end(), [&](const auto& item) {
-    return item.first.rfind(prefix, 0) == 0;
-  });
-  if (from_algorithm) {
-    StateDict stripped;
-    for (const auto& item : weights) {
-      if (item.first.rfind(prefix, 0) == 0) stripped.emplace_back(item.first.substr(prefix.size()), item.second);
-    }
-    weights = std::move(stripped);
-  }
-  weights = rename_for_model(std::move(weights), architecture, naming, *path);
-  try {
-    load_state_dict(architecture, weights, /*strict=*/true, *path);
-  } catch (const Error& e) {
-    throw e.with_context(args.where("float_checkpoint") + ": the checkpoint does not fit model.architecture");
-  }
+  load_architecture_weights(architecture, *path, args.config(), args.where("float_checkpoint"));
   spdlog::info("Loaded the float model from {}", *path);
 }
 

@@ -6,9 +6,11 @@
 #include <map>
 #include <numeric>
 #include <optional>
+#include <random>
 #include <set>
 #include <unordered_map>
 
+#include "components/channel/channel_selection.h"
 #include "components/nn/op_description.h"
 #include "engine/error.h"
 
@@ -377,6 +379,53 @@ ChannelAnalyzerOptions ChannelAnalyzer::options_from(const Json& table, const st
   return options;
 }
 
+namespace {
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+/// Each unit at a random narrower width (the others at full width): the forward must run
+/// and give the output's shape. What the graph could not see (code between modules reading
+/// a value the unit narrows) fails here, and freezes the unit.
+void check_by_forward(ChannelAnalysis& analysis, const torch::Tensor& demo,
+                      const std::function<torch::Tensor(const torch::Tensor&)>& forward) {
+  torch::NoGradGuard no_grad;
+  const auto expected = forward(demo).sizes().vec();
+  std::mt19937_64 rng(0);
+  std::vector<ChannelUnitSpec> prunable;
+  for (auto& unit : analysis.units) {
+    if (unit.num_channels < 2) {
+      prunable.push_back(std::move(unit));
+      continue;
+    }
+    const int64_t width = std::uniform_int_distribution<int64_t>(1, unit.num_channels - 1)(rng);
+    std::string failure;
+    std::optional<ChannelSelection> selection;
+    try {
+      selection.emplace(std::vector<ChannelUnitSpec>{unit});
+      selection->keep_first(0, width);
+      selection->apply();
+      const auto shape = forward(demo).sizes().vec();
+      if (shape != expected) {
+        failure = "the model's output changes shape from " + c10::str(c10::IntArrayRef(expected)) + " to " +
+                  c10::str(c10::IntArrayRef(shape));
+      }
+    } catch (const std::exception& e) {
+      failure = first_line(e.what());
+    }
+    if (selection) selection->clear();
+    if (failure.empty()) {
+      prunable.push_back(std::move(unit));
+    } else {
+      unit.frozen_because = "a forward with " + std::to_string(width) + " of its " +
+                            std::to_string(unit.num_channels) + " channels fails: " + failure;
+      analysis.frozen.push_back(std::move(unit));
+    }
+  }
+  analysis.units = std::move(prunable);
+}
+
+}  // namespace
+
 ChannelAnalysis ChannelAnalyzer::analyze(
     torch::nn::Module& root,
     const std::function<torch::Tensor(const torch::Tensor&)>& forward) const {
@@ -392,18 +441,18 @@ ChannelAnalysis ChannelAnalyzer::analyze(
     break;
   }
   if (!demo.defined()) demo = torch::randn(options_.demo_input);
-  nn::Dataflow flow;
-  try {
-    flow = nn::trace_dataflow(root, demo, forward);
-  } catch (...) {
-    root.train(was_training);
-    throw;
-  }
-  root.train(was_training);
+  // Eval mode (batch statistics would mix a batch of one), restored however this ends.
+  struct RestoreMode {
+    torch::nn::Module& root;
+    bool training;
+    ~RestoreMode() { root.train(training); }
+  } restore{root, was_training};
+  const nn::Dataflow flow = nn::trace_dataflow(root, demo, forward);
   ChannelAnalysis analysis = find_channel_units(flow, [&](const nn::DataflowNode& node) {
     auto it = names.find(node.module);
     return it == names.end() ? node.path : it->second;
   });
+  check_by_forward(analysis, demo, forward);
   if (analysis.units.empty()) {
     std::string why = "the model has no prunable channel units";
     if (!analysis.frozen.empty()) {

@@ -76,7 +76,9 @@ class ChannelAnalyzer {
   static ChannelAnalyzerOptions options_from(const Json& table, const std::string& where);
 
   /// Traces `forward` on a demo input (eval mode, no grad) and forms the units of `root`'s
-  /// ops, named relative to `root`. Throws when no unit is prunable.
+  /// ops, named relative to `root`; then runs each unit at a random narrower width, and
+  /// freezes those whose forward fails or changes the output's shape. Throws when no unit is
+  /// prunable.
   ChannelAnalysis analyze(torch::nn::Module& root,
                           const std::function<torch::Tensor(const torch::Tensor&)>& forward) const;
 

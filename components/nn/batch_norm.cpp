@@ -108,19 +108,48 @@ torch::Tensor BatchNorm2d::forward(const torch::Tensor& input) {
   // A new tensor on the same storage, so the dataflow tracer still sees the BN as a node.
   if (folded_ && !training) return at::alias(input);
   if (training) num_batches_tracked.add_(1);
+  // At a dynamic width: the active channels' parameters and statistics, copies that the
+  // kernels update and that are written back below.
+  auto pick = [&](const torch::Tensor& t) { return active_.defined() && t.defined() ? t.index_select(0, active_) : t; };
+  const torch::Tensor w = pick(weight), b = pick(bias);
+  torch::Tensor mean = pick(running_mean), var = pick(running_var);
+  torch::Tensor out;
   if (training && sync_across_ranks_) {
-    if (affine_) {
-      return sync_batch_norm(input, weight, bias, running_mean, running_var, eps_, momentum_);
-    }
-    // The synchronised kernel wants a weight and bias: the identity affine, not trained.
+    // The synchronised kernel wants a weight and bias: without affine, the identity, not trained.
     const auto options = input.options();
-    return sync_batch_norm(input, torch::ones({num_features_}, options),
-                           torch::zeros({num_features_}, options), running_mean, running_var,
-                           eps_, momentum_);
+    const int64_t c = input.size(1);
+    out = affine_ ? sync_batch_norm(input, w, b, mean, var, eps_, momentum_)
+                  : sync_batch_norm(input, torch::ones({c}, options), torch::zeros({c}, options), mean, var, eps_,
+                                    momentum_);
+  } else {
+    out = torch::batch_norm(input, w, b, mean, var, training, momentum_, eps_, /*cudnn_enabled=*/true);
   }
-  return torch::batch_norm(input, weight, bias, running_mean, running_var, training, momentum_,
-                           eps_,
-                           /*cudnn_enabled=*/true);
+  if (training && active_.defined()) {
+    torch::NoGradGuard no_grad;
+    running_mean.index_copy_(0, active_, mean);
+    running_var.index_copy_(0, active_, var);
+  }
+  return out;
+}
+
+void BatchNorm2d::set_active_channels(torch::Tensor out, torch::Tensor in) {
+  if (!out.defined()) out = in;
+  check_active_channels(out, num_features_, path());
+  if (in.defined()) {
+    RAZOR_CHECK(torch::equal(in.cpu(), out.cpu()), path(),
+                ": a BatchNorm's input and output channels are one set; got different active channels");
+  }
+  active_ = out.defined() ? out.to(running_mean.device()) : out;
+}
+
+void BatchNorm2d::make_static() {
+  if (!active_.defined()) return;
+  torch::NoGradGuard no_grad;
+  for (torch::Tensor* t : {&weight, &bias, &running_mean, &running_var}) {
+    if (t->defined()) t->set_data(t->detach().index_select(0, active_));
+  }
+  num_features_ = active_.size(0);
+  active_ = torch::Tensor();
 }
 
 void BatchNorm2d::pretty_print(std::ostream& stream) const {
@@ -135,19 +164,24 @@ const OpDescription* BatchNorm2d::description() const {
   static const OpDescription d{
       {QuantRole::kFloat, ChainRole::kFoldedNorm, {"native"}},
       [](Module& op, const Inputs& inputs, const torch::Tensor&) {
-        const bool affine = static_cast<BatchNorm2d&>(op).weight.defined();
-        return OpCost{static_cast<double>(inputs.at(0).numel()) * (affine ? 2.0 : 1.0), trainable_numel(op)};
+        const auto& bn = static_cast<BatchNorm2d&>(op);
+        const bool affine = bn.weight.defined();
+        const int64_t params = bn.has_active_channels() ? (affine ? 2 * inputs.at(0).size(1) : 0) : trainable_numel(op);
+        return OpCost{static_cast<double>(inputs.at(0).numel()) * (affine ? 2.0 : 1.0), params};
       },
       [](OnnxEmitter& onnx, Module& op, const std::vector<std::string>& inputs) {
         auto& bn = static_cast<BatchNorm2d&>(op);
-        const int64_t c = bn.num_features();
-        const torch::Tensor gamma = bn.affine() ? bn.weight.detach() : torch::ones({c});
-        const torch::Tensor beta = bn.affine() ? bn.bias.detach() : torch::zeros({c});
+        // At the active channels, as forward computes.
+        const torch::Tensor& active = bn.active_out();
+        auto pick = [&](const torch::Tensor& t) { return active.defined() ? t.detach().index_select(0, active) : t.detach(); };
+        const int64_t c = active.defined() ? active.size(0) : bn.num_features();
+        const torch::Tensor gamma = bn.affine() ? pick(bn.weight) : torch::ones({c});
+        const torch::Tensor beta = bn.affine() ? pick(bn.bias) : torch::zeros({c});
         const std::string out = onnx.output();
         onnx.node("BatchNormalization",
                   {inputs.at(0), onnx.constant(".weight", gamma), onnx.constant(".bias", beta),
-                   onnx.constant(".running_mean", bn.running_mean.detach()),
-                   onnx.constant(".running_var", bn.running_var.detach())},
+                   onnx.constant(".running_mean", pick(bn.running_mean)),
+                   onnx.constant(".running_var", pick(bn.running_var))},
                   out, {{"epsilon", static_cast<float>(bn.eps())}});
         return out;
       },

@@ -3,6 +3,7 @@
 // "running_mean", "running_var", "num_batches_tracked"), so state dicts match PyTorch's.
 #include <cstdint>
 
+#include "components/nn/dynamic_channels.h"
 #include "components/nn/module.h"
 #include "engine/data_parallel.h"
 
@@ -15,7 +16,9 @@ namespace razor::nn {
 /// statistics are those of the global batch, forward and backward (SyncBatchNorm).
 /// Without `affine` (DARTS's search cells) there is no weight or bias, as in PyTorch: the
 /// state dict then holds only the running statistics and `weight`/`bias` are undefined.
-class BatchNorm2d : public Module, public CrossRankNorm {
+/// At a dynamic width it normalises the active channels with their own statistics, and in
+/// training writes the updated statistics back to those channels (the others unchanged).
+class BatchNorm2d : public Module, public CrossRankNorm, public DynamicChannels {
  public:
   explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1,
                        bool affine = true);
@@ -35,6 +38,14 @@ class BatchNorm2d : public Module, public CrossRankNorm {
   /// input through; training mode is unchanged (the op divides the fold out again).
   void set_folded(bool on) { folded_ = on; }
 
+  // Dynamic width: one set of channels, so `in` is `out` (or undefined).
+  void set_active_channels(torch::Tensor out, torch::Tensor in) override;
+  const torch::Tensor& active_out() const override { return active_; }
+  const torch::Tensor& active_in() const override { return active_; }
+  void make_static() override;
+  int64_t out_width() const override { return num_features_; }
+  int64_t in_width() const override { return num_features_; }
+
   torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
  protected:
@@ -46,6 +57,7 @@ class BatchNorm2d : public Module, public CrossRankNorm {
   bool affine_;
   bool sync_across_ranks_ = false;
   bool folded_ = false;
+  torch::Tensor active_;
 };
 
 /// Training-mode batch normalisation with the statistics of every rank's batch (world size 1:

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <ostream>
+#include <tuple>
 
 #include "engine/error.h"
 
@@ -32,8 +33,53 @@ Conv2d::Conv2d(const Conv2dOptions& options) : WeightedOp("Conv2d"), options_(op
 
 torch::Tensor Conv2d::apply(const torch::Tensor& input, const torch::Tensor& weight,
                             const torch::Tensor& bias) const {
-  return torch::conv2d(input, weight, bias, options_.stride, options_.padding, options_.dilation,
-                       options_.groups);
+  // A depthwise conv at a narrower width has as many groups as channels active.
+  const int64_t groups = depthwise() ? weight.size(0) : options_.groups;
+  return torch::conv2d(input, weight, bias, options_.stride, options_.padding, options_.dilation, groups);
+}
+
+bool Conv2d::depthwise() const {
+  return options_.groups > 1 && options_.groups == options_.in_channels && options_.groups == options_.out_channels;
+}
+
+void Conv2d::set_active_channels(torch::Tensor out, torch::Tensor in) {
+  if (depthwise()) {
+    if (!in.defined()) in = out;
+    if (!out.defined()) out = in;
+    RAZOR_CHECK(!out.defined() || torch::equal(out.cpu(), in.cpu()), path(),
+                ": a depthwise conv's input and output channels are one set; got different active channels");
+  } else if (options_.groups > 1) {
+    // Channel units tie each group's slice to the others': as many active channels per group.
+    for (const auto& [index, width, side] : {std::make_tuple(out, options_.out_channels, "output"),
+                                             std::make_tuple(in, options_.in_channels, "input")}) {
+      if (!index.defined()) continue;
+      const torch::Tensor group = index.cpu().div(width / options_.groups, "floor");
+      RAZOR_CHECK(torch::equal(torch::bincount(group, {}, options_.groups),
+                               torch::full({options_.groups}, index.size(0) / options_.groups, torch::kLong)),
+                  path(), ": a grouped conv keeps as many ", side, " channels in each of its ", options_.groups,
+                  " groups");
+    }
+  }
+  WeightedOp::set_active_channels(std::move(out), std::move(in));
+}
+
+std::pair<torch::Tensor, torch::Tensor> Conv2d::active_weight(const torch::Tensor& w, const torch::Tensor& b) const {
+  const torch::Tensor& out = active_out();
+  torch::Tensor sliced = out.defined() ? w.index_select(0, out) : w;
+  const torch::Tensor& in = active_in();
+  if (in.defined() && !depthwise()) {
+    // Columns are the inputs of one group; every group keeps the same ones.
+    const int64_t per_group = options_.in_channels / options_.groups;
+    sliced = sliced.index_select(1, in.narrow(0, 0, in.size(0) / options_.groups).remainder(per_group));
+  }
+  return {sliced, b.defined() && out.defined() ? b.index_select(0, out) : b};
+}
+
+void Conv2d::resize_to(const torch::Tensor& w) {
+  const bool was_depthwise = depthwise();
+  options_.out_channels = w.size(0);
+  options_.in_channels = was_depthwise ? w.size(0) : w.size(1) * options_.groups;
+  if (was_depthwise) options_.groups = w.size(0);
 }
 
 void Conv2d::pretty_print(std::ostream& stream) const {
@@ -48,18 +94,22 @@ void Conv2d::pretty_print(std::ostream& stream) const {
 
 namespace {
 /// MMRazor's Conv2dCounter: kernel area x in_channels x out_channels / groups per output
-/// position, plus one per output element for a bias; static channel counts.
+/// position, plus one per output element for a bias; at the widths the call ran with (a
+/// depthwise conv at a narrower width has as many groups as channels, which MMRazor's
+/// dynamic counter misses).
 OpCost conv_cost(Module& op, const Inputs& inputs, const torch::Tensor& output) {
-  const auto& o = static_cast<Conv2d&>(op).options();
+  const auto& conv = static_cast<Conv2d&>(op);
+  const auto& o = conv.options();
+  const int64_t in = inputs.at(0).size(1), out = output.size(1);
+  const int64_t groups = conv.depthwise() ? in : o.groups;
   double positions = static_cast<double>(inputs.at(0).size(0));
   for (int64_t d = 2; d < output.dim(); ++d) positions *= static_cast<double>(output.size(d));
-  const double per_position = static_cast<double>(o.kernel_size * o.kernel_size) *
-                              static_cast<double>(o.in_channels) *
-                              (static_cast<double>(o.out_channels) / o.groups);
+  const double per_position = static_cast<double>(o.kernel_size * o.kernel_size) * static_cast<double>(in) *
+                              (static_cast<double>(out) / static_cast<double>(groups));
   OpCost c{per_position * positions, static_cast<int64_t>(per_position)};
   if (o.bias) {
-    c.flops += static_cast<double>(o.out_channels) * positions;
-    c.params += o.out_channels;
+    c.flops += static_cast<double>(out) * positions;
+    c.params += out;
   }
   return c;
 }
@@ -76,7 +126,7 @@ std::string conv_onnx(OnnxEmitter& onnx, Module& op, const std::vector<std::stri
              {"strides", std::vector<int64_t>{o.stride, o.stride}},
              {"pads", std::vector<int64_t>{o.padding, o.padding, o.padding, o.padding}},
              {"dilations", std::vector<int64_t>{o.dilation, o.dilation}},
-             {"group", o.groups}});
+             {"group", conv.depthwise() && conv.active_out().defined() ? conv.active_out().size(0) : o.groups}});
   return out;
 }
 }  // namespace

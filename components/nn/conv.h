@@ -42,6 +42,19 @@ class Conv2d : public WeightedOp {
   torch::Tensor apply(const torch::Tensor& input, const torch::Tensor& weight,
                       const torch::Tensor& bias) const override;
 
+  /// groups = in = out: each channel convolved alone (its input and output one set of channels).
+  bool depthwise() const;
+  int64_t out_width() const override { return options_.out_channels; }
+  int64_t in_width() const override { return options_.in_channels; }
+  void set_active_channels(torch::Tensor out, torch::Tensor in) override;
+  /// Rows by the active outputs; a depthwise conv keeps its one input column (its groups
+  /// follow the width), a grouped conv takes the active inputs of its first group as columns.
+  std::pair<torch::Tensor, torch::Tensor> active_weight(const torch::Tensor& weight,
+                                                        const torch::Tensor& bias) const override;
+
+ protected:
+  void resize_to(const torch::Tensor& weight) override;
+
  private:
   Conv2dOptions options_;
 };

@@ -37,8 +37,12 @@ const OpDescription* Linear::description() const {
   static const OpDescription d{
       {QuantRole::kWeighted},
       [](Module& op, const Inputs& inputs, const torch::Tensor& output) {
-        return OpCost{static_cast<double>(inputs.at(0).numel()) * static_cast<double>(output.size(-1)),
-                      trainable_numel(op)};
+        const auto& linear = static_cast<Linear&>(op);
+        // At a narrower width, the parameters the call used.
+        const int64_t params = linear.has_active_channels()
+                                   ? inputs.at(0).size(-1) * output.size(-1) + (linear.bias.defined() ? output.size(-1) : 0)
+                                   : trainable_numel(op);
+        return OpCost{static_cast<double>(inputs.at(0).numel()) * static_cast<double>(output.size(-1)), params};
       },
       [](OnnxEmitter& onnx, Module& op, const std::vector<std::string>& inputs) {
         const auto shape = onnx.input_shape(0);

@@ -17,6 +17,14 @@ class Linear : public WeightedOp {
   void pretty_print(std::ostream& stream) const override;
   torch::Tensor apply(const torch::Tensor& input, const torch::Tensor& weight,
                       const torch::Tensor& bias) const override;
+  int64_t out_width() const override { return out_features_; }
+  int64_t in_width() const override { return in_features_; }
+
+ protected:
+  void resize_to(const torch::Tensor& weight) override {
+    out_features_ = weight.size(0);
+    in_features_ = weight.size(1);
+  }
 
  private:
   int64_t in_features_, out_features_;

@@ -2,6 +2,8 @@
 // The base of the ops that carry a weight (Conv2d, Linear). They never read `weight` and
 // `bias` directly: forward goes through effective_weight(), the one place where the
 // compression steps act on the weight, in this order, each optional:
+//   0. dynamic width: the weight and bias sliced to the active output and input channels
+//      (components/nn/dynamic_channels.h); every later step acts on the slice;
 //   1. folded BatchNorm: the weight scaled by gamma / sqrt(running_var + eps) of the BN that
 //      follows. In training mode (QAT's simulated folding, as torch's ConvBn2d) the op's
 //      output is divided by the same factor again, so the BN (still in the model) normalises
@@ -12,12 +14,12 @@
 //   3. a weight fake quantiser, the child "weight_fake_quant" (torch's QAT modules' name);
 //   4. a bias quantiser: the bias rounded to the int32 grid that integer runtimes add it on
 //      (s_input * s_weight), where the bias is a constant (eval mode, or no folded BN).
-// Dynamic width (a later slice of the weight) plugs in before step 1.
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <utility>
 
+#include "components/nn/dynamic_channels.h"
 #include "components/nn/module.h"
 
 namespace razor::nn {
@@ -33,9 +35,18 @@ struct EffectiveWeight {
   torch::Tensor output_bias;
 };
 
-class WeightedOp : public Module {
+class WeightedOp : public Module, public DynamicChannels {
  public:
   explicit WeightedOp(const std::string& type_name) : Module(type_name) {}
+
+  // Dynamic width (step 0).
+  void set_active_channels(torch::Tensor out, torch::Tensor in) override;
+  const torch::Tensor& active_out() const override { return active_out_; }
+  const torch::Tensor& active_in() const override { return active_in_; }
+  void make_static() override;
+  /// `weight` and `bias` (bias may be undefined) at the active channels, by the op's rule.
+  virtual std::pair<torch::Tensor, torch::Tensor> active_weight(const torch::Tensor& weight,
+                                                                const torch::Tensor& bias) const;
 
   torch::Tensor weight;  // out x ...
   torch::Tensor bias;    // undefined without bias
@@ -62,13 +73,14 @@ class WeightedOp : public Module {
 
   /// Whether any of the steps above acts on the weight (else forward uses it as it is).
   bool has_weight_steps() const {
-    return folded_bn_ || out_channel_mask_.defined() || weight_fake_quant_ || bias_quant_;
+    return has_active_channels() || folded_bn_ || out_channel_mask_.defined() || weight_fake_quant_ || bias_quant_;
   }
 
   /// The weight and bias after the steps above.
   EffectiveWeight effective_weight();
-  /// Steps 1 and 2 done for good, as deployed: `bn` (eval statistics; null: none) folded in,
-  /// then the channel mask, so that a masked channel gives 0 after the BN, as in forward.
+  /// Steps 0 to 2 done for good, as deployed: `bn` (eval statistics; null: none) folded in,
+  /// the active channels sliced out, then the channel mask, so that a masked channel gives 0
+  /// after the BN, as in forward.
   /// What exports write (the bias undefined when the op has none and no BN is folded).
   std::pair<torch::Tensor, torch::Tensor> deployed_weight(const BatchNorm2d* bn) const;
 
@@ -79,8 +91,11 @@ class WeightedOp : public Module {
 
  protected:
   torch::Tensor forward(const torch::Tensor& input) final;
+  /// Updates the op's options to its new weight after make_static cut it.
+  virtual void resize_to(const torch::Tensor& weight) = 0;
 
  private:
+  torch::Tensor active_out_, active_in_;
   std::shared_ptr<BatchNorm2d> folded_bn_;
   torch::Tensor out_channel_mask_;
   std::shared_ptr<Module> weight_fake_quant_;

@@ -17,16 +17,6 @@ namespace {
 
 const std::string kConfigs = std::string(RAZOR_SOURCE_DIR) + "/tests/data/configs/quantization/";
 
-/// The value of `key` in the last line of `text` that has it ("key: value").
-double metric(const std::string& text, const std::string& key) {
-  const std::regex re(std::regex_replace(key, std::regex(R"([./])"), R"(\$&)") + R"(: ([0-9.]+))");
-  double value = -1;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), re); it != std::sregex_iterator(); ++it) {
-    value = std::stod((*it)[1]);
-  }
-  return value;
-}
-
 /// A float ResNet-8 checkpoint, trained once per test process (in a folder of its own that
 /// lives as long as the process).
 const std::string& float_checkpoint(double* float_top1) {

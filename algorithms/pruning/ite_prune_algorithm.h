@@ -1,0 +1,80 @@
+#pragma once
+// MMRazor's ItePruneAlgorithm: structured pruning while training. A ChannelMutator parses the
+// architecture into channel units; at prune times the units move from the full width to
+// `target_pruning_ratio` (linearly over `prune_times` steps, or at once), each picking its
+// channels then (an L1 unit: the largest |W|), and training goes on at those widths (the
+// pruned channels are sliced out, not masked). The defaults (step_freq = 1, prune_times =
+// 1) prune once, at the first iteration, then finetune.
+//
+//   [model]
+//   type = "ItePruneAlgorithm"
+//   architecture = { ... }
+//   mutator_cfg = { type = "ChannelMutator", channel_unit_cfg = { type = "L1MutableChannelUnit",
+//                   default_args = { choice_mode = "ratio" } },
+//                   parse_cfg = { type = "ChannelAnalyzer", demo_input = [1, 1, 28, 28] } }
+//   target_pruning_ratio = { "backbone.layer1.0.conv1_(0, 16)_16" = 0.5, ... }  # or a JSON file
+//   step_freq = 1          # epochs with an epoch-based loop, else iterations
+//   prune_times = 1
+//   linear_schedule = true
+//
+// MMRazor multiplies step_freq by max_iters / max_epochs and may get a fraction, at whose
+// multiples no iteration falls: razor rounds it to whole iterations. The kept channels are
+// in the checkpoint, so a resumed or exported model has exactly those it trained with
+// (MMRazor recomputes L1 masks from the later weights).
+#include <memory>
+
+#include "algorithms/base_algorithm.h"
+#include "components/estimators/resource_estimator.h"
+#include "components/mutators/channel_mutator.h"
+
+namespace razor {
+
+class Runner;
+
+struct ItePruneOptions {
+  /// {unit name: ratio or channel count}; empty: every unit stays at full width.
+  Json target = Json::object();
+  double step_freq = 1;
+  int64_t prune_times = 1;
+  bool linear_schedule = true;
+};
+
+class ItePruneAlgorithm : public BaseAlgorithm {
+ public:
+  ItePruneAlgorithm(std::shared_ptr<Model> architecture, std::unique_ptr<ChannelMutator> mutator,
+                    ItePruneOptions options, Runner* runner);
+
+  LossMap train_step(const Batch& batch, OptimWrapper& optim) override;
+
+  ChannelMutator& mutator() { return *mutator_; }
+  const ItePruneOptions& options() const { return options_; }
+  /// The choices at iteration `iteration` of a step_freq of `step` iterations (MMRazor's
+  /// ItePruneConfigManager.prune_at), or null when it is not a prune time.
+  Json prune_at(int64_t iteration, int64_t step) const;
+  /// FLOPs and params of the architecture now, over the full width ones (set at each prune).
+  double flops_ratio() const { return flops_ratio_; }
+  double params_ratio() const { return params_ratio_; }
+
+  Json extra_state() const override;
+  void load_extra_state(const Json& state) override;
+  /// The kept channels: a checkpoint's weights are those of this pruned model.
+  void load_weights_state(const Json& state) override { load_extra_state(state); }
+
+ private:
+  /// FLOPs and params (raw) of the architecture at its current widths, on the demo input.
+  Resources count();
+  /// Logs the widths and the ratios after a prune.
+  void report();
+  std::unique_ptr<ChannelMutator> mutator_;
+  ItePruneOptions options_;
+  Runner* runner_;
+  /// The full-width choices (MMRazor's "supernet" values).
+  Json supernet_;
+  double full_flops_ = 0, full_params_ = 0;
+  double flops_ratio_ = 1, params_ratio_ = 1;
+  int64_t own_iteration_ = 0;
+};
+
+void register_pruning_algorithms();
+
+}  // namespace razor

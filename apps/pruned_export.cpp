@@ -1,0 +1,109 @@
+#include "apps/pruned_export.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "algorithms/pruning/ite_prune_algorithm.h"
+#include "apps/export.h"
+#include "components/estimators/resource_estimator.h"
+#include "engine/checkpoint.h"
+#include "engine/error.h"
+#include "engine/version.h"
+
+namespace razor {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double relative_error(const torch::Tensor& a, const torch::Tensor& b) {
+  return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item<double>();
+}
+
+int64_t parameter_count(torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace
+
+PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& checkpoint, const std::string& out_dir) {
+  RAZOR_CHECK(!out_dir.empty(), "give the output directory with --out");
+  auto runner = runner_for_export(config, checkpoint);
+  auto* pruner = dynamic_cast<ItePruneAlgorithm*>(&runner->model());
+  RAZOR_CHECK(pruner, config->file, ": --pruned exports a pruning algorithm's model (model.type = "
+              "\"ItePruneAlgorithm\"); this config's model is not one");
+  Model& architecture = pruner->architecture();
+  ChannelMutator& mutator = pruner->mutator();
+  const auto demo_shape = mutator.options().parse.demo_input;
+
+  PrunedExport report;
+  torch::NoGradGuard no_grad;
+  ResourceEstimator estimator(ResourceEstimatorOptions().with_input_shape(demo_shape).with_units(""));
+  auto count = [&] {
+    return estimator
+        .estimate_report(architecture, [&](const torch::Tensor& x) { return architecture.forward_tensor(x); })
+        .totals;
+  };
+  Json widths = Json::object();
+  for (const auto& unit : mutator.units()) widths[unit->name()] = unit->width();
+  const auto pruned = count();
+  report.pruned_flops = pruned.flops;
+  report.pruned_params = static_cast<int64_t>(pruned.params);
+  std::vector<int64_t> batch_shape = demo_shape;
+  batch_shape[0] = 4;
+  torch::manual_seed(0);
+  const torch::Tensor probe = torch::randn(batch_shape);
+  const torch::Tensor expected = architecture.forward_tensor(probe);
+
+  // The static model the exported config builds (at full width, then cut to `widths`),
+  // loaded with the cut weights.
+  mutator.make_static();
+  Json architecture_table = config->tree.at("model").at("architecture");
+  architecture_table.erase("init_cfg");
+  Json tree = config->tree;
+  tree["model"] = Json{{"type", "sub_model"},
+                       {"cfg", architecture_table},
+                       {"fix_subnet", widths},
+                       {"mode", "mutator"},
+                       {"demo_input", demo_shape}};
+  for (const char* key : {"load_from", "resume"}) tree.erase(key);
+  auto exported = std::make_shared<Config>(*config);
+  exported->tree = tree;
+  Args model_args(exported->tree.at("model"), "model", exported);
+  auto static_model = build_model_as<Model>(model_args, {}, "a pruned model");
+  load_state_dict(*static_model, state_dict(architecture), /*strict=*/true, checkpoint);
+  static_model->eval();
+  const torch::Tensor cut = static_model->forward_tensor(probe);
+  report.max_relative_error = relative_error(cut, expected);
+  RAZOR_CHECK(report.max_relative_error < 1e-4, "export --pruned: the cut model's logits differ from the pruned "
+              "model's by ", report.max_relative_error, " (relative); nothing was written");
+  report.pruned_params = parameter_count(*static_model);
+
+  // Full width: the same architecture as built, counted on the same input.
+  Args full_args(exported->tree.at("model").at("cfg"), "model.cfg", exported);
+  auto full_model = build_model_as<Model>(full_args, {}, "an architecture");
+  full_model->eval();
+  const auto full = estimator.estimate_report(*full_model, [&](const torch::Tensor& x) {
+                               return full_model->forward_tensor(x);
+                             }).totals;
+  report.full_flops = full.flops;
+  report.full_params = parameter_count(*full_model);
+
+  fs::create_directories(out_dir);
+  report.config = (fs::path(out_dir) / "pruned.toml").string();
+  report.weights = (fs::path(out_dir) / "pruned.pth").string();
+  const std::string text = to_toml(tree);
+  write_file_atomically(report.config, "# The pruned model of " + config->file + " (" + checkpoint +
+                                           "), cut to its channel units' widths by razor export --pruned.\n" + text);
+  CheckpointContents contents;
+  contents.meta = {{"format", kCheckpointFormat}, {"razor_version", kVersion}, {"config", text},
+                   {"config_file", report.config}, {"exported_from", checkpoint}, {"epoch", 0}, {"iter", 0}};
+  contents.model = state_dict(*static_model);
+  write_checkpoint(report.weights, contents, nullptr);
+  return report;
+}
+
+}  // namespace razor

@@ -1,0 +1,135 @@
+#include "components/channel/mutable_channel_unit.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "components/nn/weighted_op.h"
+#include "engine/error.h"
+
+namespace razor::channel {
+
+int64_t make_divisible(double value, int64_t divisor, int64_t min_value, double min_ratio) {
+  const auto rounded = static_cast<int64_t>(value + static_cast<double>(divisor) / 2.0) / divisor * divisor;
+  int64_t v = std::max(min_value, rounded);
+  // Rounding down must not lose more than (1 - min_ratio) of the value.
+  if (static_cast<double>(v) < min_ratio * value) v += divisor;
+  return v;
+}
+
+MutableChannelUnitOptions MutableChannelUnitOptions::from(const Json& args, const std::string& where,
+                                                          int64_t num_channels) {
+  MutableChannelUnitOptions o;
+  RAZOR_CHECK(args.is_object(), where, ": expected a table of unit arguments, got ", args.dump());
+  for (const auto& [key, v] : args.items()) {
+    if (key == "choice_mode") {
+      RAZOR_CHECK(v.is_string() && (v == "ratio" || v == "number"), where,
+                  ".choice_mode: expected \"ratio\" or \"number\", got ", v.dump());
+      o.choice_mode = v.get<std::string>();
+    } else if (key == "divisor" || key == "min_value") {
+      RAZOR_CHECK(v.is_number_integer() && v.get<int64_t>() >= 1, where, ".", key,
+                  ": expected a positive integer, got ", v.dump());
+      (key == "divisor" ? o.divisor : o.min_value) = v.get<int64_t>();
+    } else if (key == "min_ratio") {
+      RAZOR_CHECK(v.is_number() && v.get<double>() > 0 && v.get<double>() <= 1, where,
+                  ".min_ratio: expected a number in (0, 1], got ", v.dump());
+      o.min_ratio = v.get<double>();
+    } else if (key == "num_channels") {
+      RAZOR_CHECK(v.is_number_integer() && v.get<int64_t>() == num_channels, where, ".num_channels: the model's unit has ",
+                  num_channels, " channels, the config says ", v.dump());
+    } else {
+      RAZOR_CHECK(false, where, ": unknown key \"", key,
+                  "\" (a unit takes choice_mode, divisor, min_value, min_ratio, num_channels)");
+    }
+  }
+  return o;
+}
+
+SequentialMutableChannelUnit::SequentialMutableChannelUnit(ChannelUnitSpec spec, MutableChannelUnitOptions options)
+    : spec_(std::move(spec)), options_(std::move(options)) {
+  choice_ = max_choice();
+  width_ = spec_.num_channels;
+}
+
+Json SequentialMutableChannelUnit::max_choice() const {
+  return options_.choice_mode == "ratio" ? Json(1.0) : Json(spec_.num_channels);
+}
+
+int64_t SequentialMutableChannelUnit::width_of(const Json& choice) const {
+  const int64_t c = spec_.num_channels;
+  int64_t width = 0;
+  if (options_.choice_mode == "ratio") {
+    RAZOR_CHECK(choice.is_number_float(), name(), ": in ratio mode a choice is a ratio in (0, 1], got ", choice.dump(),
+                choice.is_number_integer() ? " (an integer: write it as a ratio, or set choice_mode = \"number\")" : "");
+    const double ratio = choice.get<double>();
+    RAZOR_CHECK(ratio > 0 && ratio <= 1, name(), ": a ratio must be in (0, 1], got ", choice.dump());
+    width = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(c) * ratio));
+  } else {
+    RAZOR_CHECK(choice.is_number_integer(), name(), ": in number mode a choice is a channel count in [1, ", c,
+                "], got ", choice.dump());
+    width = choice.get<int64_t>();
+    RAZOR_CHECK(width >= 1 && width <= c, name(), ": a channel count must be in [1, ", c, "], got ", width);
+  }
+  if (options_.divisor > 1) {
+    width = make_divisible(static_cast<double>(width), options_.divisor, options_.min_value, options_.min_ratio);
+  }
+  return std::min(width, c);
+}
+
+void SequentialMutableChannelUnit::set_choice(const Json& choice) {
+  width_ = width_of(choice);
+  choice_ = choice;
+}
+
+torch::Tensor SequentialMutableChannelUnit::mask() const {
+  torch::Tensor mask = torch::zeros({spec_.num_channels}, torch::kBool);
+  mask.narrow(0, 0, width_).fill_(true);
+  return mask;
+}
+
+Json SequentialMutableChannelUnit::init_args() const {
+  return {{"num_channels", spec_.num_channels},
+          {"choice_mode", options_.choice_mode},
+          {"divisor", options_.divisor},
+          {"min_value", options_.min_value},
+          {"min_ratio", options_.min_ratio}};
+}
+
+torch::Tensor L1MutableChannelUnit::importance() const {
+  torch::NoGradGuard no_grad;
+  torch::Tensor sum;
+  int64_t count = 0;
+  for (const auto& c : spec().output_related) {
+    auto* op = dynamic_cast<nn::WeightedOp*>(c.module);
+    if (!op) continue;  // norms make no importance
+    const torch::Tensor norm =
+        op->weight.detach().flatten(1).narrow(0, c.start, c.end - c.start).abs().mean(1).to(torch::kFloat).cpu();
+    sum = sum.defined() ? sum + norm : norm;
+    ++count;
+  }
+  RAZOR_CHECK(count > 0, name(), ": no conv or linear makes this unit's channels, so it has no L1 importance");
+  return sum / static_cast<double>(count);
+}
+
+torch::Tensor L1MutableChannelUnit::mask() const {
+  const torch::Tensor norm = importance();
+  // The largest norms; a stable sort keeps the lower index first among equals.
+  const torch::Tensor order = std::get<1>(norm.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  torch::Tensor mask = torch::zeros({num_channels()}, torch::kBool);
+  mask.index_fill_(0, order.narrow(0, 0, width()), true);
+  return mask;
+}
+
+std::unique_ptr<SequentialMutableChannelUnit> make_unit(const std::string& type, ChannelUnitSpec spec,
+                                                        MutableChannelUnitOptions options, const std::string& where) {
+  if (type == "SequentialMutableChannelUnit") {
+    return std::make_unique<SequentialMutableChannelUnit>(std::move(spec), std::move(options));
+  }
+  if (type == "L1MutableChannelUnit") {
+    return std::make_unique<L1MutableChannelUnit>(std::move(spec), std::move(options));
+  }
+  throw config_error(where, ": unknown channel unit type \"", type,
+                     "\" (known: SequentialMutableChannelUnit, L1MutableChannelUnit)");
+}
+
+}  // namespace razor::channel

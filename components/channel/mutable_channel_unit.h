@@ -1,0 +1,85 @@
+#pragma once
+// MMRazor's mutable channel units: a channel unit (components/channel/channel_analyzer.h)
+// with a choice of how many of its channels to keep, and a rule for which ones.
+//   SequentialMutableChannelUnit: the first k (a prefix), k from a ratio or a number, made
+//     divisible by `divisor` as MMRazor's make_divisible (min_value, min_ratio);
+//   L1MutableChannelUnit: the k with the largest mean |W| over the convs and linears that
+//     make the unit's channels (MMRazor's L1 norm), ties to the lowest index, recomputed
+//     from the current weights whenever the choice is set.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "components/channel/channel_analyzer.h"
+#include "engine/config.h"
+
+namespace razor::channel {
+
+struct MutableChannelUnitOptions {
+  /// "ratio": a choice is a fraction of the channels in (0, 1]; "number": a channel count.
+  std::string choice_mode = "number";
+  int64_t divisor = 1;
+  int64_t min_value = 1;
+  double min_ratio = 0.9;
+
+  /// From MMRazor's init args (num_channels, if given, must match the traced unit); `where`
+  /// names the table in errors.
+  static MutableChannelUnitOptions from(const Json& args, const std::string& where, int64_t num_channels);
+};
+
+/// MMRazor's make_divisible: `value` rounded to a multiple of `divisor` (at least min_value,
+/// and not below min_ratio * value).
+int64_t make_divisible(double value, int64_t divisor, int64_t min_value, double min_ratio = 0.9);
+
+class SequentialMutableChannelUnit {
+ public:
+  SequentialMutableChannelUnit(ChannelUnitSpec spec, MutableChannelUnitOptions options);
+  virtual ~SequentialMutableChannelUnit() = default;
+
+  /// "SequentialMutableChannelUnit", "L1MutableChannelUnit".
+  virtual std::string type() const { return "SequentialMutableChannelUnit"; }
+  const ChannelUnitSpec& spec() const { return spec_; }
+  const std::string& name() const { return spec_.name; }
+  int64_t num_channels() const { return spec_.num_channels; }
+  const MutableChannelUnitOptions& options() const { return options_; }
+
+  /// The channels a choice keeps: a ratio in (0, 1] (max(1, int(C * ratio))) or a number in
+  /// [1, C], then made divisible (at most C). An integer in ratio mode is an error (it would
+  /// read as 1.0 or as one channel), as is anything out of range.
+  int64_t width_of(const Json& choice) const;
+  /// Sets the choice (checked as width_of does).
+  void set_choice(const Json& choice);
+  const Json& current_choice() const { return choice_; }
+  int64_t width() const { return width_; }
+  /// The full width, in this unit's mode (1.0 or C).
+  Json max_choice() const;
+
+  /// Which channels are kept at the current width: a bool tensor of num_channels.
+  virtual torch::Tensor mask() const;
+
+  /// MMRazor's init args of this unit (its config_template with_init_args).
+  Json init_args() const;
+
+ private:
+  ChannelUnitSpec spec_;
+  MutableChannelUnitOptions options_;
+  Json choice_;
+  int64_t width_;
+};
+
+class L1MutableChannelUnit : public SequentialMutableChannelUnit {
+ public:
+  using SequentialMutableChannelUnit::SequentialMutableChannelUnit;
+  std::string type() const override { return "L1MutableChannelUnit"; }
+  /// mean over the output-side convs and linears of mean_{in, kh, kw} |W[c]|.
+  torch::Tensor importance() const;
+  torch::Tensor mask() const override;
+};
+
+/// A unit of MMRazor's type name ("SequentialMutableChannelUnit", "L1MutableChannelUnit");
+/// an unknown type is an error listing the known ones.
+std::unique_ptr<SequentialMutableChannelUnit> make_unit(const std::string& type, ChannelUnitSpec spec,
+                                                        MutableChannelUnitOptions options,
+                                                        const std::string& where);
+
+}  // namespace razor::channel

@@ -1,0 +1,186 @@
+#include "components/mutators/channel_mutator.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <map>
+
+#include "engine/error.h"
+#include "engine/strings.h"
+#include "engine/text_file.h"
+
+namespace razor {
+
+namespace fs = std::filesystem;
+
+ChannelMutatorOptions ChannelMutatorOptions::from(const Json& table, const std::string& where,
+                                                  const std::string& config_dir) {
+  ChannelMutatorOptions o;
+  for (const auto& [key, v] : table.items()) {
+    if (key == "type") {
+      RAZOR_CHECK(v == "ChannelMutator", where, ".type: this mutator is \"ChannelMutator\", got ", v.dump());
+    } else if (key == "parse_cfg") {
+      o.parse = channel::ChannelAnalyzer::options_from(v, where + ".parse_cfg");
+    } else if (key == "channel_unit_cfg") {
+      RAZOR_CHECK(v.is_object(), where, ".channel_unit_cfg: expected a table, got ", v.dump());
+      for (const auto& [k, u] : v.items()) {
+        const std::string at = where + ".channel_unit_cfg." + k;
+        if (k == "type") {
+          RAZOR_CHECK(u.is_string(), at, ": expected a unit type name, got ", u.dump());
+          o.unit_type = u.get<std::string>();
+        } else if (k == "default_args") {
+          RAZOR_CHECK(u.is_object(), at, ": expected a table, got ", u.dump());
+          o.default_args = u;
+        } else if (k == "units") {
+          if (u.is_string()) {
+            fs::path path = u.get<std::string>();
+            if (path.is_relative() && !config_dir.empty()) path = fs::path(config_dir) / path;
+            const std::string text = read_text_file(path.string(), at);
+            try {
+              o.units = Json::parse(text);
+            } catch (const Json::parse_error& e) {
+              throw config_error(path.string(), ": not valid JSON (", at, "): ", e.what());
+            }
+          } else {
+            o.units = u;
+          }
+          RAZOR_CHECK(o.units.is_object(), at, ": expected {unit name: {...}}, got ", o.units.dump());
+        } else {
+          RAZOR_CHECK(false, at, ": unknown key (channel_unit_cfg takes type, default_args, units)");
+        }
+      }
+    } else {
+      RAZOR_CHECK(false, where, ": unknown key \"", key, "\" (ChannelMutator takes channel_unit_cfg, parse_cfg)");
+    }
+  }
+  return o;
+}
+
+ChannelMutator::ChannelMutator(ChannelMutatorOptions options) : options_(std::move(options)) {}
+
+void ChannelMutator::prepare_from_supernet(Model& architecture) {
+  const channel::ChannelAnalysis analysis = channel::ChannelAnalyzer(options_.parse).analyze(
+      architecture, [&](const torch::Tensor& x) { return architecture.forward_tensor(x); });
+  std::map<std::string, size_t> index;
+  units_.clear();
+  masks_.clear();
+  for (const auto& spec : analysis.units) {
+    Json args = options_.default_args;
+    const Json* listed = options_.units.contains(spec.name) ? &options_.units[spec.name] : nullptr;
+    if (listed) {
+      RAZOR_CHECK(listed->is_object(), "channel_unit_cfg.units.", spec.name, ": expected a table, got ", listed->dump());
+      if (listed->contains("init_args")) args.update((*listed)["init_args"]);
+    }
+    const std::string where = "channel_unit_cfg.units." + spec.name;
+    auto unit = channel::make_unit(options_.unit_type, spec,
+                                   channel::MutableChannelUnitOptions::from(args, where, spec.num_channels), where);
+    if (listed && listed->contains("choice")) unit->set_choice((*listed)["choice"]);
+    index[spec.name] = units_.size();
+    masks_.push_back(unit->mask());
+    units_.push_back(std::move(unit));
+  }
+  for (const auto& [name, entry] : options_.units.items()) {
+    if (index.count(name)) continue;
+    std::vector<std::string> names;
+    for (const auto& u : units_) names.push_back(u->name());
+    throw config_error("channel_unit_cfg.units: the model has no channel unit \"", name, "\"",
+                       did_you_mean(name, names));
+  }
+  apply();
+}
+
+channel::SequentialMutableChannelUnit& ChannelMutator::unit(const std::string& name) const {
+  std::vector<std::string> names;
+  for (const auto& u : units_) {
+    if (u->name() == name) return *u;
+    names.push_back(u->name());
+  }
+  throw config_error("the model has no channel unit \"", name, "\"", did_you_mean(name, names));
+}
+
+void ChannelMutator::set_choices(const Json& choices) {
+  RAZOR_CHECK(choices.is_object(), "channel choices: expected {unit name: choice}, got ", choices.dump());
+  for (const auto& [name, choice] : choices.items()) {
+    auto& u = unit(name);
+    u.set_choice(choice);
+    for (size_t i = 0; i < units_.size(); ++i) {
+      if (units_[i].get() == &u) masks_[i] = u.mask();
+    }
+  }
+  apply();
+}
+
+Json ChannelMutator::current_masks() const {
+  Json out = Json::object();
+  for (size_t i = 0; i < units_.size(); ++i) {
+    const torch::Tensor index = masks_[i].nonzero().flatten();
+    out[units_[i]->name()] = std::vector<int64_t>(index.data_ptr<int64_t>(), index.data_ptr<int64_t>() + index.numel());
+  }
+  return out;
+}
+
+void ChannelMutator::load_masks(const Json& masks, const Json& choices) {
+  RAZOR_CHECK(masks.is_object() && choices.is_object(), "channel masks: expected {unit name: [indices]}");
+  for (const auto& [name, kept] : masks.items()) {
+    auto& u = unit(name);
+    u.set_choice(choices.at(name));
+    torch::Tensor mask = torch::zeros({u.num_channels()}, torch::kBool);
+    for (const auto& i : kept) {
+      RAZOR_CHECK(i.is_number_integer() && i.get<int64_t>() >= 0 && i.get<int64_t>() < u.num_channels(), name,
+                  ": a kept channel must be in [0, ", u.num_channels(), "), got ", i.dump());
+      mask[i.get<int64_t>()] = true;
+    }
+    RAZOR_CHECK(mask.sum().item<int64_t>() == u.width(), name, ": ", mask.sum().item<int64_t>(),
+                " channels kept, its choice ", choices.at(name).dump(), " keeps ", u.width());
+    for (size_t i = 0; i < units_.size(); ++i) {
+      if (units_[i].get() == &u) masks_[i] = mask;
+    }
+  }
+  apply();
+}
+
+Json ChannelMutator::current_choices() const {
+  Json out = Json::object();
+  for (const auto& u : units_) out[u->name()] = u->current_choice();
+  return out;
+}
+
+Json ChannelMutator::choice_template() const {
+  Json out = Json::object();
+  for (const auto& u : units_) out[u->name()] = u->max_choice();
+  return out;
+}
+
+Json ChannelMutator::config_template(bool with_channels, bool with_init_args) const {
+  channel::ChannelAnalysis analysis;
+  for (const auto& u : units_) analysis.units.push_back(u->spec());
+  Json out = channel::units_config(analysis, with_channels, false);
+  for (const auto& u : units_) {
+    Json entry = Json::object();
+    if (with_init_args) entry["init_args"] = u->init_args();
+    if (with_channels) entry["channels"] = out[u->name()]["channels"];
+    entry["choice"] = u->current_choice();
+    out[u->name()] = entry;
+  }
+  return out;
+}
+
+channel::ChannelSelection ChannelMutator::selection() const {
+  std::vector<channel::ChannelUnitSpec> specs;
+  for (const auto& u : units_) specs.push_back(u->spec());
+  channel::ChannelSelection selection(std::move(specs));
+  for (size_t i = 0; i < units_.size(); ++i) selection.keep(i, masks_[i]);
+  return selection;
+}
+
+void ChannelMutator::apply() const { selection().apply(); }
+
+void ChannelMutator::make_static() {
+  const channel::ChannelSelection cut = selection();
+  cut.apply();
+  cut.make_static();
+  units_.clear();
+  masks_.clear();
+}
+
+}  // namespace razor

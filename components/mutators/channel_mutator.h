@@ -1,0 +1,76 @@
+#pragma once
+// MMRazor's ChannelMutator: parses a model into channel units (parse_cfg, a ChannelAnalyzer),
+// makes each a mutable unit of channel_unit_cfg's type, and sets, reports and templates
+// their choices by unit name. Setting choices slices every member op to its unit's kept
+// channels (dynamic width, components/nn/dynamic_channels.h); make_static cuts the model
+// to them for good.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "components/channel/channel_analyzer.h"
+#include "components/channel/channel_selection.h"
+#include "components/channel/mutable_channel_unit.h"
+#include "engine/config.h"
+#include "engine/model.h"
+
+namespace razor {
+
+struct ChannelMutatorOptions {
+  /// channel_unit_cfg.type.
+  std::string unit_type = "SequentialMutableChannelUnit";
+  /// channel_unit_cfg.default_args: every unit's init args.
+  Json default_args = Json::object();
+  /// channel_unit_cfg.units: {unit name: {"init_args": {...}, "choice": ...}}, as
+  /// get_channel_units.py writes them (its "channels" are the traced ones, checked).
+  Json units = Json::object();
+  channel::ChannelAnalyzerOptions parse;
+
+  /// From a mutator table { type = "ChannelMutator", channel_unit_cfg = {...}, parse_cfg = {...} }
+  /// at `where`; `units` may be a path to a JSON file (relative to `config_dir`).
+  static ChannelMutatorOptions from(const Json& table, const std::string& where, const std::string& config_dir);
+};
+
+class ChannelMutator {
+ public:
+  explicit ChannelMutator(ChannelMutatorOptions options);
+  const ChannelMutatorOptions& options() const { return options_; }
+
+  /// Finds the units of `architecture` (tracing its forward_tensor) and makes them mutable
+  /// at the choices the options give (else full width).
+  void prepare_from_supernet(Model& architecture);
+
+  const std::vector<std::unique_ptr<channel::SequentialMutableChannelUnit>>& units() const { return units_; }
+  /// The unit by name; an unknown name is an error naming the nearest.
+  channel::SequentialMutableChannelUnit& unit(const std::string& name) const;
+
+  /// {unit name: choice} for the units listed (the others keep theirs): each such unit picks
+  /// its channels now (an L1 unit from the current weights) and keeps them until set again;
+  /// then every op at its units' widths.
+  void set_choices(const Json& choices);
+  /// {unit name: [kept channel indices]}: what a checkpoint holds, so that a resumed or
+  /// exported model keeps exactly the channels it was trained with.
+  Json current_masks() const;
+  /// Restores current_masks() (and the choices beside them), then applies them.
+  void load_masks(const Json& masks, const Json& choices);
+  Json current_choices() const;
+  /// {unit name: the full width in its mode}.
+  Json choice_template() const;
+  /// {unit name: {"init_args", "channels", "choice"}}, each part as get_channel_units.py's -i and -c.
+  Json config_template(bool with_channels, bool with_init_args) const;
+
+  /// Every op at its units' kept channels.
+  void apply() const;
+  /// The units' kept channels as one selection.
+  channel::ChannelSelection selection() const;
+  /// Cuts the architecture to the current widths for good; the units are gone afterwards.
+  void make_static();
+
+ private:
+  ChannelMutatorOptions options_;
+  std::vector<std::unique_ptr<channel::SequentialMutableChannelUnit>> units_;
+  /// Each unit's kept channels (bool), picked when its choice was set.
+  std::vector<torch::Tensor> masks_;
+};
+
+}  // namespace razor

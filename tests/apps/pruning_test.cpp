@@ -1,0 +1,97 @@
+// Pruning end to end through the razor executable: a tiny trained ResNet-8 pruned by L1 to
+// half of every unit's channels (a quarter of its FLOPs) and finetuned one epoch, within 8
+// points of it (ItePruneAlgorithm); its checkpoint tested
+// again gives the same figures (the kept channels are in it); `razor export --pruned`
+// writes a smaller static model that tests the same, counts the FLOPs the pruned model
+// counted, and exports to ONNX; bad input names the key.
+#include <catch2/catch.hpp>
+#include <filesystem>
+
+#include "tests/datasets/temp_dir.h"
+#include "tests/process.h"
+
+using namespace razor::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kData = std::string(RAZOR_SOURCE_DIR) + "/tests/data/configs/";
+
+/// "FLOPs: X M" of `razor analyze`'s output.
+double analyzed_flops(const std::string& text) { return metric(text, "FLOPs"); }
+
+}  // namespace
+
+TEST_CASE("razor train/test/export --pruned: L1 pruning to half the channels, exported smaller", "[pruning]") {
+  TempDir dir;
+  const std::string float_log = dir / "float.log";
+  REQUIRE(run(razor_command("train " + kData + "quantization/tiny_float_resnet8.toml --work-dir " + (dir / "float")),
+              float_log) == 0);
+  const double float_top1 = metric(read_file(float_log), "accuracy/top1");
+  REQUIRE(float_top1 > 60);
+
+  const std::string config = kData + "pruning/tiny_l1_resnet8.toml";
+  const std::string pretrained = " --cfg-options 'model.architecture.init_cfg.type=\"Pretrained\"' "
+                                 "'model.architecture.init_cfg.checkpoint=\"" + (dir / "float/epoch_1.pth") + "\"'";
+  const std::string work = dir / "pruned";
+  const std::string log = work + ".log";
+  REQUIRE(run(razor_command("train " + config + " --work-dir " + work + pretrained), log) == 0);
+  const std::string text = read_file(log);
+  CHECK(text.find("ItePruneAlgorithm: prune 1 of 1 at iteration 0") != std::string::npos);
+  CHECK(text.find("backbone.layer2.0.conv1_(0, 32)_32: 16 of 32") != std::string::npos);
+  // Half of every unit's channels: about a quarter of the FLOPs (the stem reads 1 channel).
+  const double flops_ratio = metric(text, "flops_ratio");
+  CHECK(flops_ratio > 0.2);
+  CHECK(flops_ratio < 0.32);
+  const double pruned_top1 = metric(text, "accuracy/top1");
+  CHECK(pruned_top1 > float_top1 - 8);
+
+  // The checkpoint holds the kept channels: testing it measures what validation measured.
+  const std::string ckpt = work + "/epoch_1.pth";
+  const std::string test_log = work + "_test.log";
+  REQUIRE(run(razor_command("test " + config + " " + ckpt + " --work-dir " + work + "_test" + pretrained), test_log) == 0);
+  CHECK(metric(read_file(test_log), "accuracy/top1") == Approx(pruned_top1).margin(1e-3));
+
+  // Exported physically smaller: the same accuracy from the static model.
+  const std::string out = dir / "static";
+  const std::string export_log = dir / "export.log";
+  REQUIRE(run(razor_command("export " + config + " " + ckpt + " --pruned --out " + out + pretrained), export_log) == 0);
+  const std::string exported = read_file(export_log);
+  CHECK(exported.find("its logits equal the pruned model's") != std::string::npos);
+  REQUIRE(fs::exists(out + "/pruned.toml"));
+  REQUIRE(fs::exists(out + "/pruned.pth"));
+  CHECK(read_file(out + "/pruned.toml").find("sub_model") != std::string::npos);
+  const std::string static_log = dir / "static_test.log";
+  REQUIRE(run(razor_command("test " + out + "/pruned.toml " + out + "/pruned.pth --work-dir " + (dir / "static_test")),
+              static_log) == 0);
+  CHECK(metric(read_file(static_log), "accuracy/top1") == Approx(pruned_top1).margin(1e-3));
+
+  // Its FLOPs are what the pruned model counted.
+  const std::string full_log = dir / "full_analyze.log", static_analyze = dir / "static_analyze.log";
+  REQUIRE(run(razor_command("analyze " + kData + "quantization/tiny_float_resnet8.toml"), full_log) == 0);
+  REQUIRE(run(razor_command("analyze " + out + "/pruned.toml"), static_analyze) == 0);
+  const double full_flops = analyzed_flops(read_file(full_log)), static_flops = analyzed_flops(read_file(static_analyze));
+  REQUIRE(full_flops > 0);
+  CHECK(static_flops / full_flops == Approx(flops_ratio).margin(2e-3));
+
+  // The static model exports to ONNX and runs there as razor runs it.
+  const std::string onnx_log = dir / "onnx.log";
+  CHECK(run(razor_command("export " + out + "/pruned.toml " + out + "/pruned.pth --format onnx --verify --out " +
+                          (dir / "pruned.onnx")),
+            onnx_log) == 0);
+
+  // Bad input: a unit the model does not have, a ratio out of range, an integer in ratio mode.
+  const std::string bad_log = dir / "bad.log";
+  CHECK(run(razor_command("train " + config + " --work-dir " + (dir / "bad") +
+                          " --cfg-options 'model.target_pruning_ratio={\"backbone.conv9_(0, 16)_16\" = 0.5}'"),
+            bad_log) == 2);
+  CHECK(read_file(bad_log).find("no channel unit \"backbone.conv9_(0, 16)_16\"") != std::string::npos);
+  CHECK(run(razor_command("train " + config + " --work-dir " + (dir / "bad") +
+                          " --cfg-options 'model.target_pruning_ratio={\"backbone.conv1_(0, 16)_16\" = 1.5}'"),
+            bad_log) == 2);
+  CHECK(read_file(bad_log).find("(0, 1]") != std::string::npos);
+  CHECK(run(razor_command("train " + config + " --work-dir " + (dir / "bad") +
+                          " --cfg-options 'model.target_pruning_ratio={\"backbone.conv1_(0, 16)_16\" = 8}'"),
+            bad_log) == 2);
+  CHECK(read_file(bad_log).find("an integer") != std::string::npos);
+}
