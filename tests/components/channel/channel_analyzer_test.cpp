@@ -254,7 +254,7 @@ TEST_CASE("A concat gives each producer its slice of the consumer", "[channel]")
         std::make_pair(std::vector<std::string>{"c[0,5)"}, std::vector<std::string>{"head[0,5)"}));
 }
 
-TEST_CASE("A grouped conv ties its groups' slices; a depthwise conv passes its unit", "[channel]") {
+TEST_CASE("A grouped conv ties its groups' slices, a depthwise conv passes its unit", "[channel]") {
   Net net;
   auto c1 = net.add_op("c1", conv(3, 8));
   auto grouped = net.add_op("grouped", conv(8, 12, 3, /*groups=*/2));
@@ -327,7 +327,7 @@ TEST_CASE("Flatten into a linear maps each channel to its spatial size of featur
   CHECK(channel::choice_template(analysis) == Json{{"conv_(0, 4)_4", 1.0}, {"fc_(0, 7)_7", 1.0}});
 }
 
-TEST_CASE("An add and a broadcast gate bind channels; a module called twice is one set of weights",
+TEST_CASE("An add and a broadcast gate bind channels, a module called twice is one set of weights",
           "[channel]") {
   Net net;
   auto a = net.add_op("a", conv(3, 8));

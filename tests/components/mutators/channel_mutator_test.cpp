@@ -60,7 +60,7 @@ TEST_CASE("make_divisible rounds as MMRazor's", "[channel][mutator]") {
   CHECK(channel::make_divisible(13, 4, 1) == 12);   // int(13 + 2) // 4 * 4, not below 0.9 * 13
 }
 
-TEST_CASE("A unit's choice is a ratio or a number; wrong kinds and ranges are errors", "[channel][mutator]") {
+TEST_CASE("A unit's choice is a ratio or a number, wrong kinds and ranges are errors", "[channel][mutator]") {
   nn::Conv2d conv(nn::Conv2dOptions(3, 16, 1));
   MutableChannelUnitOptions ratio;
   ratio.choice_mode = "ratio";

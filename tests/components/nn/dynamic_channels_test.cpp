@@ -82,7 +82,7 @@ TEST_CASE("A dynamic conv slices its weight: plain, depthwise and grouped", "[nn
   }
 }
 
-TEST_CASE("A dynamic linear slices its features; a folded BN and a mask follow the slice", "[nn][dynamic]") {
+TEST_CASE("A dynamic linear slices its features, a folded BN and a mask follow the slice", "[nn][dynamic]") {
   torch::manual_seed(1);
   torch::NoGradGuard no_grad;
   nn::Linear fc(6, 4);
