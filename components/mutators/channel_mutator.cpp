@@ -89,23 +89,25 @@ void ChannelMutator::prepare_from_supernet(Model& architecture) {
   apply();
 }
 
-channel::SequentialMutableChannelUnit& ChannelMutator::unit(const std::string& name) const {
+size_t ChannelMutator::index_of(const std::string& name) const {
   std::vector<std::string> names;
-  for (const auto& u : units_) {
-    if (u->name() == name) return *u;
-    names.push_back(u->name());
+  for (size_t i = 0; i < units_.size(); ++i) {
+    if (units_[i]->name() == name) return i;
+    names.push_back(units_[i]->name());
   }
   throw config_error("the model has no channel unit \"", name, "\"", did_you_mean(name, names));
+}
+
+channel::SequentialMutableChannelUnit& ChannelMutator::unit(const std::string& name) const {
+  return *units_[index_of(name)];
 }
 
 void ChannelMutator::set_choices(const Json& choices) {
   RAZOR_CHECK(choices.is_object(), "channel choices: expected {unit name: choice}, got ", choices.dump());
   for (const auto& [name, choice] : choices.items()) {
-    auto& u = unit(name);
-    u.set_choice(choice);
-    for (size_t i = 0; i < units_.size(); ++i) {
-      if (units_[i].get() == &u) masks_[i] = u.mask();
-    }
+    const size_t i = index_of(name);
+    units_[i]->set_choice(choice);
+    masks_[i] = units_[i]->mask();
   }
   apply();
 }
@@ -122,7 +124,8 @@ Json ChannelMutator::current_masks() const {
 void ChannelMutator::load_masks(const Json& masks, const Json& choices) {
   RAZOR_CHECK(masks.is_object() && choices.is_object(), "channel masks: expected {unit name: [indices]}");
   for (const auto& [name, kept] : masks.items()) {
-    auto& u = unit(name);
+    const size_t index = index_of(name);
+    auto& u = *units_[index];
     u.set_choice(choices.at(name));
     torch::Tensor mask = torch::zeros({u.num_channels()}, torch::kBool);
     for (const auto& i : kept) {
@@ -132,9 +135,7 @@ void ChannelMutator::load_masks(const Json& masks, const Json& choices) {
     }
     RAZOR_CHECK(mask.sum().item<int64_t>() == u.width(), name, ": ", mask.sum().item<int64_t>(),
                 " channels kept, its choice ", choices.at(name).dump(), " keeps ", u.width());
-    for (size_t i = 0; i < units_.size(); ++i) {
-      if (units_[i].get() == &u) masks_[i] = mask;
-    }
+    masks_[index] = mask;
   }
   apply();
 }

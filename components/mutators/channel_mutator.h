@@ -67,6 +67,9 @@ class ChannelMutator {
   void make_static();
 
  private:
+  /// The position of the unit named `name`; an unknown name is an error naming the nearest.
+  size_t index_of(const std::string& name) const;
+
   ChannelMutatorOptions options_;
   std::vector<std::unique_ptr<channel::SequentialMutableChannelUnit>> units_;
   /// Each unit's kept channels (bool), picked when its choice was set.

@@ -16,18 +16,18 @@ torch::Tensor per_channel(const torch::Tensor& v, int64_t dim, bool leading) {
   return v.reshape(shape);
 }
 
+/// `t` at channels `index` (undefined: all of them).
+torch::Tensor pick(const torch::Tensor& t, const torch::Tensor& index) {
+  return index.defined() ? t.index_select(0, index) : t;
+}
+
 /// (b - mean) * factor + beta: the bias of an op with `bn` folded in for good, at the BN's
 /// channels `index` (undefined: all).
 torch::Tensor folded_bias(const torch::Tensor& bias, const BatchNorm2d& bn, const torch::Tensor& factor,
                           const torch::Tensor& index = {}) {
-  auto pick = [&](const torch::Tensor& t) { return index.defined() ? t.index_select(0, index) : t; };
-  const torch::Tensor mean = pick(bn.running_mean);
+  const torch::Tensor mean = pick(bn.running_mean, index);
   torch::Tensor shifted = (bias.defined() ? bias - mean : -mean) * factor;
-  return bn.affine() ? shifted + pick(bn.bias) : shifted;
-}
-
-torch::Tensor pick(const torch::Tensor& t, const torch::Tensor& index) {
-  return index.defined() ? t.index_select(0, index) : t;
+  return bn.affine() ? shifted + pick(bn.bias, index) : shifted;
 }
 }  // namespace
 

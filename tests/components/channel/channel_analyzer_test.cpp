@@ -14,12 +14,13 @@
 #include "components/nn/channel_ops.h"
 #include "components/nn/nn.h"
 #include "tests/components/architectures/build.h"
+#include "tests/components/channel/nets.h"
 
 using namespace razor;
 using channel::ChannelAnalysis;
 using channel::ChannelAnalyzer;
-using channel::ChannelAnalyzerOptions;
 using channel::ChannelUnitSpec;
+using Net = test::OpNet;
 
 namespace {
 
@@ -78,29 +79,6 @@ std::string unit_name(const std::string& first, int64_t width) {
   return first + "_(0, " + std::to_string(width) + ")_" + std::to_string(width);
 }
 
-ChannelAnalysis analyze(torch::nn::Module& net, std::vector<int64_t> shape,
-                        const std::function<torch::Tensor(const torch::Tensor&)>& forward) {
-  ChannelAnalyzerOptions options;
-  options.demo_input = std::move(shape);
-  return ChannelAnalyzer(options).analyze(net, forward);
-}
-
-/// A net of razor ops with a forward given as a function of its children.
-struct Net : nn::Module {
-  Net() : nn::Module("Net") {}
-  template <class Op>
-  std::shared_ptr<Op> add_op(const std::string& name, std::shared_ptr<Op> op) {
-    return register_module(name, std::move(op));
-  }
-  std::function<torch::Tensor(const torch::Tensor&)> body;
-  torch::Tensor forward(const torch::Tensor& x) override { return body(x); }
-};
-
-std::shared_ptr<nn::Conv2d> conv(int64_t in, int64_t out, int64_t k = 1, int64_t groups = 1) {
-  return std::make_shared<nn::Conv2d>(
-      nn::Conv2dOptions(in, out, k).with_padding(k / 2).with_groups(groups));
-}
-
 }  // namespace
 
 TEST_CASE("ResNet-20's channel units: one per block inside, one per stage on the residual path",
@@ -109,8 +87,8 @@ TEST_CASE("ResNet-20's channel units: one per block inside, one per stage on the
   auto model = std::dynamic_pointer_cast<Model>(test::build_model(
       test::classifier({{"type", "ResNet_CIFAR"}, {"depth", 20}, {"in_channels", 1}}, 64)));
   REQUIRE(model);
-  const auto analysis = analyze(*model, {1, 1, 28, 28},
-                                [&](const torch::Tensor& x) { return model->forward_tensor(x); });
+  const auto analysis = test::analyze_units(
+      *model, {1, 1, 28, 28}, [&](const torch::Tensor& x) { return model->forward_tensor(x); });
 
   std::map<std::string, Unit> want;
   const std::vector<int64_t> widths = {16, 32, 64};
@@ -169,8 +147,8 @@ TEST_CASE("MobileNetV2's channel units: depthwise convs pass the expand conv's u
   auto model = std::dynamic_pointer_cast<Model>(test::build_model(
       test::classifier({{"type", "MobileNetV2"}, {"in_channels", 1}, {"stem_stride", 1}}, 1280)));
   REQUIRE(model);
-  const auto analysis = analyze(*model, {1, 1, 16, 16},
-                                [&](const torch::Tensor& x) { return model->forward_tensor(x); });
+  const auto analysis = test::analyze_units(
+      *model, {1, 1, 16, 16}, [&](const torch::Tensor& x) { return model->forward_tensor(x); });
 
   std::map<std::string, Unit> want;
   std::string current = unit_name("backbone.conv1.conv", 32);
@@ -227,17 +205,18 @@ TEST_CASE("MobileNetV2's channel units: depthwise convs pass the expand conv's u
 
 TEST_CASE("A concat gives each producer its slice of the consumer", "[channel]") {
   Net net;
-  auto a = net.add_op("a", conv(3, 4)), b = net.add_op("b", conv(3, 6)),
-       c = net.add_op("c", conv(10, 5));
+  auto a = net.add_op("a", test::same_conv(3, 4)), b = net.add_op("b", test::same_conv(3, 6)),
+       c = net.add_op("c", test::same_conv(10, 5));
   auto bn = net.add_op("bn", std::make_shared<nn::BatchNorm2d>(10));
   auto relu = net.add_op("relu", std::make_shared<nn::ReLU>());
   auto cat = net.add_op("cat", std::make_shared<nn::Concat>(1));
-  auto head = net.add_op("head", conv(5, 2));
+  auto head = net.add_op("head", test::same_conv(5, 2));
   net.body = [&](const torch::Tensor& x) {
     return (*head)((*relu)((*c)((*bn)((*cat)({(*a)(x), (*b)(x)})))));
   };
   nn::assign_paths(net);
-  const auto analysis = analyze(net, {1, 3, 4, 4}, [&](const torch::Tensor& x) { return net(x); });
+  const auto analysis =
+      test::analyze_units(net, {1, 3, 4, 4}, [&](const torch::Tensor& x) { return net(x); });
 
   REQUIRE(analysis.units.size() == 3);
   CHECK(analysis.units[0].name == "a_(0, 4)_4");
@@ -256,16 +235,17 @@ TEST_CASE("A concat gives each producer its slice of the consumer", "[channel]")
 
 TEST_CASE("A grouped conv ties its groups' slices, a depthwise conv passes its unit", "[channel]") {
   Net net;
-  auto c1 = net.add_op("c1", conv(3, 8));
-  auto grouped = net.add_op("grouped", conv(8, 12, 3, /*groups=*/2));
+  auto c1 = net.add_op("c1", test::same_conv(3, 8));
+  auto grouped = net.add_op("grouped", test::same_conv(8, 12, 3, /*groups=*/2));
   auto bn = net.add_op("bn", std::make_shared<nn::BatchNorm2d>(12));
-  auto depthwise = net.add_op("depthwise", conv(12, 12, 3, /*groups=*/12));
-  auto c3 = net.add_op("c3", conv(12, 5));
+  auto depthwise = net.add_op("depthwise", test::same_conv(12, 12, 3, /*groups=*/12));
+  auto c3 = net.add_op("c3", test::same_conv(12, 5));
   net.body = [&](const torch::Tensor& x) {
     return (*c3)((*depthwise)((*bn)((*grouped)((*c1)(x)))));
   };
   nn::assign_paths(net);
-  const auto analysis = analyze(net, {1, 3, 6, 6}, [&](const torch::Tensor& x) { return net(x); });
+  const auto analysis =
+      test::analyze_units(net, {1, 3, 6, 6}, [&](const torch::Tensor& x) { return net(x); });
 
   REQUIRE(analysis.units.size() == 2);
   // Channel j of each input group is pruned with channel j of the other: 4 channels, 2 slices.
@@ -286,7 +266,7 @@ TEST_CASE("A grouped conv ties its groups' slices, a depthwise conv passes its u
 
 TEST_CASE("Flatten into a linear maps each channel to its spatial size of features", "[channel]") {
   Net net;
-  auto c = net.add_op("conv", conv(3, 4));
+  auto c = net.add_op("conv", test::same_conv(3, 4));
   auto bn = net.add_op("bn", std::make_shared<nn::BatchNorm2d>(4));
   auto relu = net.add_op("relu", std::make_shared<nn::ReLU>());
   auto flatten = net.add_op("flatten", std::make_shared<nn::Flatten>(1));
@@ -296,7 +276,8 @@ TEST_CASE("Flatten into a linear maps each channel to its spatial size of featur
     return (*fc2)((*relu)((*fc)((*flatten)((*relu)((*bn)((*c)(x)))))));
   };
   nn::assign_paths(net);
-  const auto analysis = analyze(net, {2, 3, 2, 2}, [&](const torch::Tensor& x) { return net(x); });
+  const auto analysis =
+      test::analyze_units(net, {2, 3, 2, 2}, [&](const torch::Tensor& x) { return net(x); });
 
   REQUIRE(analysis.units.size() == 2);
   CHECK(analysis.units[0].name == "conv_(0, 4)_4");
@@ -330,16 +311,16 @@ TEST_CASE("Flatten into a linear maps each channel to its spatial size of featur
 TEST_CASE("An add and a broadcast gate bind channels, a module called twice is one set of weights",
           "[channel]") {
   Net net;
-  auto a = net.add_op("a", conv(3, 8));
-  auto shared = net.add_op("shared", conv(8, 8, 3));
+  auto a = net.add_op("a", test::same_conv(3, 8));
+  auto shared = net.add_op("shared", test::same_conv(8, 8, 3));
   auto relu = net.add_op("relu", std::make_shared<nn::ReLU>());
   auto pool = net.add_op("pool", std::make_shared<nn::AdaptiveAvgPool2d>(1));
-  auto squeeze = net.add_op("squeeze", conv(8, 2));
-  auto excite = net.add_op("excite", conv(2, 8));
+  auto squeeze = net.add_op("squeeze", test::same_conv(8, 2));
+  auto excite = net.add_op("excite", test::same_conv(2, 8));
   auto gate = net.add_op("gate", std::make_shared<nn::Sigmoid>());
   auto mul = net.add_op("mul", std::make_shared<nn::Mul>());
   auto add = net.add_op("add", std::make_shared<nn::Add>());
-  auto head = net.add_op("head", conv(8, 3));
+  auto head = net.add_op("head", test::same_conv(8, 3));
   net.body = [&](const torch::Tensor& x) {
     auto y = (*a)(x);
     auto z = (*shared)((*relu)((*shared)(y)));  // the same conv twice
@@ -347,7 +328,8 @@ TEST_CASE("An add and a broadcast gate bind channels, a module called twice is o
     return (*head)((*add)({(*mul)({z, s}), y}));
   };
   nn::assign_paths(net);
-  const auto analysis = analyze(net, {1, 3, 5, 5}, [&](const torch::Tensor& x) { return net(x); });
+  const auto analysis =
+      test::analyze_units(net, {1, 3, 5, 5}, [&](const torch::Tensor& x) { return net(x); });
 
   // a's output, shared's input and output (both calls), excite's output (the gate) and the
   // add are one unit; squeeze makes a unit of its own.
@@ -364,14 +346,15 @@ TEST_CASE("An add and a broadcast gate bind channels, a module called twice is o
 TEST_CASE("Ops the analyser does not follow freeze their channels with a warning naming them",
           "[channel]") {
   Net net;
-  auto a = net.add_op("a", conv(3, 4));
+  auto a = net.add_op("a", test::same_conv(3, 4));
   auto shuffle = net.add_op("shuffle", std::make_shared<nn::ChannelShuffle>(2));
-  auto b = net.add_op("b", conv(4, 6));
-  auto c = net.add_op("c", conv(6, 6));
-  auto d = net.add_op("d", conv(6, 2));
+  auto b = net.add_op("b", test::same_conv(4, 6));
+  auto c = net.add_op("c", test::same_conv(6, 6));
+  auto d = net.add_op("d", test::same_conv(6, 2));
   net.body = [&](const torch::Tensor& x) { return (*d)((*c)((*b)((*shuffle)((*a)(x))) * 2.0)); };
   nn::assign_paths(net);
-  const auto analysis = analyze(net, {1, 3, 4, 4}, [&](const torch::Tensor& x) { return net(x); });
+  const auto analysis =
+      test::analyze_units(net, {1, 3, 4, 4}, [&](const torch::Tensor& x) { return net(x); });
 
   // Only c's output unit is prunable: a's goes through the shuffle, b's through code.
   REQUIRE(analysis.units.size() == 1);
@@ -391,7 +374,7 @@ TEST_CASE("Ops the analyser does not follow freeze their channels with a warning
   tiny.body = [&](const torch::Tensor& x) { return (*fc)(x.flatten(1)); };
   nn::assign_paths(tiny);
   const std::string error = test::error_of([&] {
-    analyze(tiny, {1, 4, 1, 1}, [&](const torch::Tensor& x) { return tiny(x); });
+    test::analyze_units(tiny, {1, 4, 1, 1}, [&](const torch::Tensor& x) { return tiny(x); });
   });
   CHECK_THAT(error, Catch::Contains("no prunable channel units") &&
                         Catch::Contains("2 units are frozen") &&

@@ -10,34 +10,14 @@
 
 #include "components/nn/nn.h"
 #include "tests/components/architectures/build.h"
+#include "tests/components/channel/nets.h"
 
 using namespace razor;
 using channel::ChannelAnalyzer;
-using channel::ChannelAnalyzerOptions;
 using channel::ChannelSelection;
+using Net = test::OpNet;
 
 namespace {
-
-struct Net : nn::Module {
-  Net() : nn::Module("Net") {}
-  template <class Op>
-  std::shared_ptr<Op> add_op(const std::string& name, std::shared_ptr<Op> op) {
-    return register_module(name, std::move(op));
-  }
-  std::function<torch::Tensor(const torch::Tensor&)> body;
-  torch::Tensor forward(const torch::Tensor& x) override { return body(x); }
-};
-
-std::shared_ptr<nn::Conv2d> conv(int64_t in, int64_t out, int64_t k = 1, int64_t groups = 1) {
-  return std::make_shared<nn::Conv2d>(nn::Conv2dOptions(in, out, k).with_padding(k / 2).with_groups(groups));
-}
-
-channel::ChannelAnalysis analyze(torch::nn::Module& net, std::vector<int64_t> shape,
-                                 const std::function<torch::Tensor(const torch::Tensor&)>& forward) {
-  ChannelAnalyzerOptions options;
-  options.demo_input = std::move(shape);
-  return ChannelAnalyzer(options).analyze(net, forward);
-}
 
 std::vector<int64_t> values(const torch::Tensor& t) {
   if (!t.defined()) return {};
@@ -46,13 +26,14 @@ std::vector<int64_t> values(const torch::Tensor& t) {
 
 }  // namespace
 
-TEST_CASE("Kept unit channels become each op's active channels, at the unit's offsets", "[channel]") {
+TEST_CASE("Kept unit channels become each op's active channels, at the unit's offsets",
+          "[channel]") {
   torch::manual_seed(0);
   Net net;
-  auto a = net.add_op("a", conv(3, 4)), b = net.add_op("b", conv(3, 2));
+  auto a = net.add_op("a", test::same_conv(3, 4)), b = net.add_op("b", test::same_conv(3, 2));
   auto cat = net.add_op("cat", std::make_shared<nn::Concat>(1));
   auto bn = net.add_op("bn", std::make_shared<nn::BatchNorm2d>(6));
-  auto grouped = net.add_op("grouped", conv(6, 4, 3, /*groups=*/2));
+  auto grouped = net.add_op("grouped", test::same_conv(6, 4, 3, /*groups=*/2));
   auto flatten = net.add_op("flatten", std::make_shared<nn::Flatten>(1));
   auto fc = net.add_op("fc", std::make_shared<nn::Linear>(4 * 2 * 2, 3));
   net.body = [&](const torch::Tensor& x) {
@@ -60,7 +41,8 @@ TEST_CASE("Kept unit channels become each op's active channels, at the unit's of
   };
   nn::assign_paths(net);
   net.eval();
-  const auto analysis = analyze(net, {2, 3, 2, 2}, [&](const torch::Tensor& x) { return net(x); });
+  const auto analysis =
+      test::analyze_units(net, {2, 3, 2, 2}, [&](const torch::Tensor& x) { return net(x); });
   // The grouped conv reads 3 channels per group, a[0:3] | a[3] + b, so its groups tie a's
   // channel 0 to 3 ("a_(0, 1)_1") and a's 1, 2 to b's ("a_(1, 3)_2"); its output is one unit.
   std::vector<std::string> names;
@@ -87,8 +69,8 @@ TEST_CASE("Kept unit channels become each op's active channels, at the unit's of
 
 TEST_CASE("ResNet-20 at random widths equals its static form, with fewer parameters", "[channel]") {
   torch::manual_seed(0);
-  auto model = std::dynamic_pointer_cast<Model>(
-      test::build_model(test::classifier({{"type", "ResNet_CIFAR"}, {"depth", 20}, {"in_channels", 1}}, 64)));
+  auto model = std::dynamic_pointer_cast<Model>(test::build_model(
+      test::classifier({{"type", "ResNet_CIFAR"}, {"depth", 20}, {"in_channels", 1}}, 64)));
   REQUIRE(model);
   // Statistics that are not the identity, so a wrong slice shows.
   for (auto& buffer : model->named_buffers()) {
@@ -98,7 +80,7 @@ TEST_CASE("ResNet-20 at random widths equals its static form, with fewer paramet
   }
   model->eval();
   auto forward = [&](const torch::Tensor& x) { return model->forward_tensor(x); };
-  const auto analysis = analyze(*model, {1, 1, 28, 28}, forward);
+  const auto analysis = test::analyze_units(*model, {1, 1, 28, 28}, forward);
   REQUIRE(analysis.units.size() == 12);
 
   ChannelSelection selection(analysis.units);
@@ -119,7 +101,7 @@ TEST_CASE("ResNet-20 at random widths equals its static form, with fewer paramet
   CHECK(test::num_parameters(*model) < before);
   CHECK(torch::allclose(model->forward_tensor(x), dynamic, 1e-4, 1e-5));
   // The static model's own units have the kept widths.
-  const auto again = analyze(*model, {1, 1, 28, 28}, forward);
+  const auto again = test::analyze_units(*model, {1, 1, 28, 28}, forward);
   int64_t widths = 0;
   for (const auto& u : again.units) widths += u.num_channels;
   CHECK(widths == kept);
@@ -127,24 +109,26 @@ TEST_CASE("ResNet-20 at random widths equals its static form, with fewer paramet
 
 TEST_CASE("The forward check freezes a unit that code between modules also reads", "[channel]") {
   Net net;
-  auto a = net.add_op("a", conv(3, 4));
+  auto a = net.add_op("a", test::same_conv(3, 4));
   auto relu = net.add_op("relu", std::make_shared<nn::ReLU>());
   auto cat = net.add_op("cat", std::make_shared<nn::Concat>(1));
-  auto c = net.add_op("c", conv(8, 5));
-  auto d = net.add_op("d", conv(5, 2));
+  auto c = net.add_op("c", test::same_conv(8, 5));
+  auto d = net.add_op("d", test::same_conv(5, 2));
   net.body = [&](const torch::Tensor& x) {
     auto r = (*relu)((*a)(x));
     return (*d)((*c)((*cat)({r, r * 2.0})));  // r * 2: the graph sees an unknown value
   };
   nn::assign_paths(net);
-  const auto analysis = analyze(net, {1, 3, 4, 4}, [&](const torch::Tensor& x) { return net(x); });
+  const auto analysis =
+      test::analyze_units(net, {1, 3, 4, 4}, [&](const torch::Tensor& x) { return net(x); });
   REQUIRE(analysis.units.size() == 1);
   CHECK(analysis.units[0].name == "c_(0, 5)_5");
   std::string why;
   for (const auto& u : analysis.frozen) {
     if (u.name == "a_(0, 4)_4") why = u.frozen_because;
   }
-  CHECK_THAT(why, Catch::StartsWith("a forward with ") && Catch::Contains("of its 4 channels fails"));
+  CHECK_THAT(why,
+             Catch::StartsWith("a forward with ") && Catch::Contains("of its 4 channels fails"));
   // The check leaves every op at its full width.
   CHECK_FALSE(a->has_active_channels());
   CHECK_FALSE(c->has_active_channels());
@@ -152,14 +136,16 @@ TEST_CASE("The forward check freezes a unit that code between modules also reads
 
 TEST_CASE("Bad channel choices are clear errors", "[channel]") {
   Net net;
-  auto a = net.add_op("a", conv(3, 4)), b = net.add_op("b", conv(4, 2));
+  auto a = net.add_op("a", test::same_conv(3, 4)), b = net.add_op("b", test::same_conv(4, 2));
   net.body = [&](const torch::Tensor& x) { return (*b)((*a)(x)); };
   nn::assign_paths(net);
-  const auto analysis = analyze(net, {1, 3, 2, 2}, [&](const torch::Tensor& x) { return net(x); });
+  const auto analysis =
+      test::analyze_units(net, {1, 3, 2, 2}, [&](const torch::Tensor& x) { return net(x); });
   ChannelSelection selection(analysis.units);
-  CHECK_THROWS_WITH(selection.keep(0, torch::zeros({4}, torch::kBool)), Catch::Contains("at least one channel"));
-  CHECK_THROWS_WITH(selection.keep(0, torch::ones({3}, torch::kBool)), Catch::Contains("a_(0, 4)_4") &&
-                                                                         Catch::Contains("shape [4]"));
+  CHECK_THROWS_WITH(selection.keep(0, torch::zeros({4}, torch::kBool)),
+                    Catch::Contains("at least one channel"));
+  CHECK_THROWS_WITH(selection.keep(0, torch::ones({3}, torch::kBool)),
+                    Catch::Contains("a_(0, 4)_4") && Catch::Contains("shape [4]"));
   CHECK_THROWS_WITH(selection.keep_first(0, 5), Catch::Contains("in [1, 4]"));
   CHECK_THROWS(selection.keep(3, torch::ones({4}, torch::kBool)));
 }

@@ -8,23 +8,15 @@
 
 #include "components/estimators/resource_estimator.h"
 #include "components/nn/nn.h"
+#include "tests/components/nn/trained_bn.h"
 #include "components/quant/quant.h"
 
 using namespace razor;
+using razor::test::trained_bn;
 
 namespace {
 
 torch::Tensor idx(std::vector<int64_t> v) { return torch::tensor(v, torch::kLong); }
-
-std::shared_ptr<nn::BatchNorm2d> trained_bn(int64_t c) {
-  auto bn = std::make_shared<nn::BatchNorm2d>(c);
-  torch::NoGradGuard no_grad;
-  bn->weight.copy_(torch::rand({c}) + 0.5);
-  bn->bias.copy_(torch::randn({c}));
-  bn->running_mean.copy_(torch::randn({c}));
-  bn->running_var.copy_(torch::rand({c}) + 0.1);
-  return bn;
-}
 
 }  // namespace
 

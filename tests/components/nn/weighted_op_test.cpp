@@ -5,23 +5,14 @@
 #include <catch2/catch.hpp>
 
 #include "components/nn/nn.h"
+#include "tests/components/nn/trained_bn.h"
 #include "components/nn/weighted_op.h"
 #include "components/quant/quant.h"
 
 using namespace razor;
+using razor::test::trained_bn;
 
 namespace {
-
-// A BN with non-trivial running statistics and affine parameters.
-std::shared_ptr<nn::BatchNorm2d> trained_bn(int64_t c) {
-  auto bn = std::make_shared<nn::BatchNorm2d>(c);
-  torch::NoGradGuard no_grad;
-  bn->weight.copy_(torch::rand({c}) + 0.5);
-  bn->bias.copy_(torch::randn({c}));
-  bn->running_mean.copy_(torch::randn({c}));
-  bn->running_var.copy_(torch::rand({c}) + 0.1);
-  return bn;
-}
 
 }  // namespace
 
