@@ -11,6 +11,12 @@
 
 #include "algorithms/nas/evolution_search_loop.h"
 #include "algorithms/nas/nas_algorithm.h"
+#include "algorithms/pruning/ite_prune_algorithm.h"
+#include "apps/onnx_export.h"
+#include "components/estimators/resource_estimator.h"
+#include "components/export/onnx_writer.h"
+#include "components/nn/dataflow.h"
+#include "components/nn/module.h"
 #include "engine/checkpoint.h"
 #include "engine/config.h"
 #include "engine/dist.h"
@@ -240,11 +246,120 @@ Json bench_w5(const BenchOptions& options) {
   return line;
 }
 
+/// The 4-d weights of `model` in `format` (the run's memory format, as the runner sets it).
+void set_memory_format(torch::nn::Module& model, torch::MemoryFormat format) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.parameters()) {
+    if (p.dim() == 4) p.set_data(p.contiguous(format));
+  }
+}
+
+/// W7: inference images/s at batch 256 of ResNet-20 pruned to about half its FLOPs and cut
+/// to a smaller dense model, beside the unpruned one, in razor (eval, no autograd, the run's
+/// memory format) and in onnxruntime (each model exported to ONNX, full graph optimisation,
+/// the same threads). Two lines, "runtime" razor and onnxruntime: `value` is the pruned
+/// model's figure, `unpruned` the other's, `speedup` their ratio.
+std::vector<Json> bench_w7(const BenchOptions& options) {
+  const std::string work_dir = (fs::temp_directory_path() / "razor_bench_W7").string();
+  auto config = bench_config(options, "w7_prune.toml", work_dir);
+  config->tree["model"]["architecture"].erase("init_cfg");
+  RunnerOptions runner_options;
+  runner_options.write_files = false;
+  runner_options.log_level = "error";
+  Runner runner(config, runner_options);
+  auto* pruner = dynamic_cast<ItePruneAlgorithm*>(&runner.model());
+  RAZOR_CHECK(pruner, "bench W7: w7_prune.toml's model is not an ItePruneAlgorithm");
+  // Both as the static models razor exports: the full width first, then pruned at its
+  // first prune time.
+  std::shared_ptr<Model> unpruned = pruner->static_architecture();
+  pruner->mutator().set_choices(pruner->prune_at(0, 1));
+  std::shared_ptr<Model> pruned = pruner->static_architecture();
+  const std::vector<std::shared_ptr<Model>> models = {pruned, unpruned};
+
+  constexpr int64_t kBatch = 256;
+  torch::manual_seed(0);
+  const torch::Tensor images = torch::randn({4 * kBatch, 1, 28, 28});
+  std::vector<double> flops;
+  for (const auto& model : models) {
+    torch::NoGradGuard no_grad;
+    ResourceEstimator estimator(ResourceEstimatorOptions().with_input_shape({1, 1, 28, 28}).with_units(""));
+    flops.push_back(estimator.estimate(*model).flops);
+  }
+  const int threads = torch::get_num_threads();
+  const torch::Device device = runner.device();
+  const auto memory_format = runner.channels_last() ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+
+  // razor: each repeat times both models, one after the other.
+  std::vector<std::vector<double>> razor_values(2), ort_values(2);
+  std::vector<torch::Tensor> expected(2);
+  for (size_t m = 0; m < models.size(); ++m) {
+    torch::NoGradGuard no_grad;
+    expected[m] = models[m]->forward_tensor(images);
+    models[m]->to(device);
+    set_memory_format(*models[m], memory_format);
+  }
+  const torch::Tensor batch = images.narrow(0, 0, kBatch).to(device).contiguous(memory_format);
+  for (int r = 0; r < options.repeats; ++r) {
+    for (size_t m = 0; m < models.size(); ++m) {
+      c10::InferenceMode inference;
+      Model& model = *models[m];
+      for (int i = 0; i < 3; ++i) model.forward_tensor(batch);
+      synchronize(device);
+      constexpr int kTimed = 20;
+      const auto start = std::chrono::steady_clock::now();
+      {
+        const ProfileScope scope(options, m == 0 ? "W7" : "W7_unpruned", r);
+        for (int i = 0; i < kTimed; ++i) model.forward_tensor(batch);
+        synchronize(device);
+      }
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      razor_values[m].push_back(static_cast<double>(kTimed * kBatch) / seconds);
+    }
+  }
+
+  // onnxruntime: the float export of each (on the CPU), run by check.mjs on the same images.
+  fs::create_directories(work_dir);
+  std::vector<std::string> files;
+  for (size_t m = 0; m < models.size(); ++m) {
+    Model& model = *models[m];
+    model.to(torch::kCPU);
+    set_memory_format(model, torch::MemoryFormat::Contiguous);
+    nn::assign_paths(model);
+    const nn::Dataflow flow = nn::trace_dataflow(model, images.narrow(0, 0, 1),
+                                                 [&model](const torch::Tensor& x) { return model.forward_tensor(x); });
+    deploy::OnnxOptions onnx;
+    onnx.input_shape = {1, 1, 28, 28};
+    onnx.for_opencv = false;
+    files.push_back((fs::path(work_dir) / (m == 0 ? "pruned.onnx" : "unpruned.onnx")).string());
+    deploy::write_onnx(flow, onnx, files.back());
+  }
+  for (int r = 0; r < options.repeats; ++r) {
+    for (size_t m = 0; m < models.size(); ++m) {
+      const Json report = check_in_onnxruntime(files[m], files[m] + ".check", images, expected[m], torch::Tensor(), 0,
+                                               threads, kBatch);
+      RAZOR_CHECK(report.at("all").at("relative_error").get<double>() < 1e-4, "bench W7: onnxruntime's outputs of ",
+                  files[m], " differ from razor's: ", report.dump());
+      ort_values[m].push_back(report.at("all").at("images_per_s").get<double>());
+    }
+  }
+
+  std::vector<Json> lines;
+  for (const bool ort : {false, true}) {
+    const auto& values = ort ? ort_values : razor_values;
+    const double value = median(values[0]), base = median(values[1]);
+    lines.push_back({{"workload", "W7"}, {"metric", "inference_images_per_s"}, {"runtime", ort ? "onnxruntime" : "razor"},
+                     {"value", value}, {"unpruned", base}, {"speedup", value / base}, {"flops_ratio", flops[0] / flops[1]},
+                     {"batch", kBatch}, {"device", ort ? "cpu" : device.str()}, {"threads", threads},
+                     {"repeats", values[0]}, {"unpruned_repeats", values[1]}});
+  }
+  return lines;
+}
+
 }  // namespace
 
 int run_bench(const BenchOptions& options) {
   RAZOR_CHECK(options.repeats >= 1, "--repeats must be >= 1");
-  const std::vector<std::string> known = {"W1", "W2", "W3", "W4", "W5", "W6"};
+  const std::vector<std::string> known = {"W1", "W2", "W3", "W4", "W5", "W6", "W7"};
   std::vector<std::string> workloads = options.workloads.empty() ? known : options.workloads;
   for (const auto& w : workloads) {
     RAZOR_CHECK(std::find(known.begin(), known.end(), w) != known.end(), "--workloads: unknown workload \"", w,
@@ -259,6 +374,12 @@ int run_bench(const BenchOptions& options) {
     if (w == "W4") line = bench_w4(options);
     if (w == "W5") line = bench_w5(options);
     if (w == "W6") line = throughput_line(options, "W6", "w6_qat.toml");
+    if (w == "W7") {
+      for (const Json& runtime_line : bench_w7(options)) {
+        if (dist::is_main()) std::cout << runtime_line.dump() << std::endl;
+      }
+      continue;
+    }
     if (dist::is_main()) std::cout << line.dump() << std::endl;
   }
   return 0;

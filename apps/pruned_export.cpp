@@ -47,8 +47,7 @@ PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& ch
         .estimate_report(architecture, [&](const torch::Tensor& x) { return architecture.forward_tensor(x); })
         .totals;
   };
-  Json widths = Json::object();
-  for (const auto& unit : mutator.units()) widths[unit->name()] = unit->width();
+  const Json widths = pruner->widths();
   const auto pruned = count();
   report.pruned_flops = pruned.flops;
   report.pruned_params = static_cast<int64_t>(pruned.params);
@@ -58,9 +57,9 @@ PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& ch
   const torch::Tensor probe = torch::randn(batch_shape);
   const torch::Tensor expected = architecture.forward_tensor(probe);
 
-  // The static model the exported config builds (at full width, then cut to `widths`),
-  // loaded with the cut weights.
-  mutator.make_static();
+  // The cut model, and the config that builds it (at full width, then cut to `widths`):
+  // the cut weights must load into what the config builds.
+  const std::shared_ptr<Model> cut_model = pruner->static_architecture();
   Json architecture_table = config->tree.at("model").at("architecture");
   architecture_table.erase("init_cfg");
   Json tree = config->tree;
@@ -70,11 +69,12 @@ PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& ch
                        {"mode", "mutator"},
                        {"demo_input", demo_shape}};
   for (const char* key : {"load_from", "resume"}) tree.erase(key);
+  if (tree.contains("val_cfg") && tree["val_cfg"].value("type", "") == "ItePruneValLoop") tree.erase("val_cfg");
   auto exported = std::make_shared<Config>(*config);
   exported->tree = tree;
   Args model_args(exported->tree.at("model"), "model", exported);
   auto static_model = build_model_as<Model>(model_args, {}, "a pruned model");
-  load_state_dict(*static_model, state_dict(architecture), /*strict=*/true, checkpoint);
+  load_state_dict(*static_model, state_dict(*cut_model), /*strict=*/true, checkpoint);
   static_model->eval();
   const torch::Tensor cut = static_model->forward_tensor(probe);
   report.max_relative_error = relative_error(cut, expected);
@@ -82,15 +82,9 @@ PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& ch
               "model's by ", report.max_relative_error, " (relative); nothing was written");
   report.pruned_params = parameter_count(*static_model);
 
-  // Full width: the same architecture as built, counted on the same input.
-  Args full_args(exported->tree.at("model").at("cfg"), "model.cfg", exported);
-  auto full_model = build_model_as<Model>(full_args, {}, "an architecture");
-  full_model->eval();
-  const auto full = estimator.estimate_report(*full_model, [&](const torch::Tensor& x) {
-                               return full_model->forward_tensor(x);
-                             }).totals;
-  report.full_flops = full.flops;
-  report.full_params = parameter_count(*full_model);
+  // Full width: what the algorithm counted before pruning; its weights are still whole.
+  report.full_flops = pruner->full_flops();
+  report.full_params = parameter_count(architecture);
 
   fs::create_directories(out_dir);
   report.config = (fs::path(out_dir) / "pruned.toml").string();

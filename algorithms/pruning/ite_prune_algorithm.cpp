@@ -1,6 +1,7 @@
 #include "algorithms/pruning/ite_prune_algorithm.h"
 
 #include "algorithms/architecture_weights.h"
+#include "algorithms/pruning/ite_prune_val_loop.h"
 
 #include <torch/torch.h>
 
@@ -11,6 +12,7 @@
 
 #include "components/estimators/resource_estimator.h"
 #include "components/nn/module.h"
+#include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/loop.h"
 #include "engine/runner.h"
@@ -21,8 +23,12 @@ namespace razor {
 namespace fs = std::filesystem;
 
 ItePruneAlgorithm::ItePruneAlgorithm(std::shared_ptr<Model> architecture, std::unique_ptr<ChannelMutator> mutator,
-                                     ItePruneOptions options, Runner* runner)
-    : BaseAlgorithm(std::move(architecture)), mutator_(std::move(mutator)), options_(std::move(options)), runner_(runner) {
+                                     ItePruneOptions options, Runner* runner, ArchitectureBuilder build_copy)
+    : BaseAlgorithm(std::move(architecture)),
+      mutator_(std::move(mutator)),
+      options_(std::move(options)),
+      runner_(runner),
+      build_copy_(std::move(build_copy)) {
   RAZOR_CHECK(options_.step_freq > 0, "ItePruneAlgorithm: step_freq must be positive, got ", options_.step_freq);
   RAZOR_CHECK(options_.prune_times >= 1, "ItePruneAlgorithm: prune_times must be at least 1, got ",
               options_.prune_times);
@@ -36,6 +42,80 @@ ItePruneAlgorithm::ItePruneAlgorithm(std::shared_ptr<Model> architecture, std::u
   const Resources full = count();
   full_flops_ = full.flops;
   full_params_ = full.params;
+  const bool by_flops = options_.target_flops > 0;
+  if (by_flops || options_.target_params > 0) {
+    RAZOR_CHECK(options_.target.empty() && !(by_flops && options_.target_params > 0),
+                "ItePruneAlgorithm: give one target: target_pruning_ratio, target_flops or target_params");
+    options_.target = target_for_share(by_flops ? options_.target_flops : options_.target_params, by_flops);
+  }
+}
+
+Json ItePruneAlgorithm::target_for_share(double share, bool of_flops) {
+  const char* what = of_flops ? "target_flops" : "target_params";
+  RAZOR_CHECK(share > 0 && share <= 1, "ItePruneAlgorithm: ", what, " must be a share of the full model in (0, 1], got ",
+              share);
+  auto choices_at = [&](double ratio) {
+    Json choices = Json::object();
+    for (const auto& unit : mutator_->units()) {
+      if (unit->options().choice_mode == "ratio") {
+        choices[unit->name()] = ratio;
+      } else {
+        choices[unit->name()] = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(unit->num_channels()) * ratio));
+      }
+    }
+    return choices;
+  };
+  auto share_at = [&](double ratio) {
+    mutator_->set_choices(choices_at(ratio));
+    const Resources r = count();
+    return of_flops ? r.flops / full_flops_ : r.params / full_params_;
+  };
+  // The widths only grow with the ratio, so the share does: bisect for the largest ratio
+  // (to 4 decimals, rounded down) whose model keeps at most `share`.
+  const Json before = mutator_->current_choices();
+  double low = 1e-4, high = 1.0;
+  const double smallest = share_at(low);
+  double ratio = 1.0;
+  if (share_at(high) > share) {
+    RAZOR_CHECK(smallest <= share, "ItePruneAlgorithm: ", what, " = ", share, " cannot be reached: with one channel "
+                "left in every unit the model keeps ", smallest, " of its ", of_flops ? "FLOPs" : "params");
+    for (int i = 0; i < 30; ++i) {
+      const double mid = (low + high) / 2;
+      (share_at(mid) <= share ? low : high) = mid;
+    }
+    ratio = std::floor(low * 1e4) / 1e4;
+  }
+  const double reached = share_at(ratio);
+  mutator_->set_choices(before);
+  spdlog::info("ItePruneAlgorithm: {} = {}: every unit keeps a ratio of {} of its channels, {:.2f}% of the {}", what,
+               share, ratio, 100 * reached, of_flops ? "FLOPs" : "params");
+  return choices_at(ratio);
+}
+
+Json ItePruneAlgorithm::widths() const {
+  Json out = Json::object();
+  for (const auto& unit : mutator_->units()) out[unit->name()] = unit->width();
+  return out;
+}
+
+std::shared_ptr<Model> ItePruneAlgorithm::static_architecture() const {
+  RAZOR_CHECK(build_copy_, "ItePruneAlgorithm: this algorithm was built without a way to copy its architecture");
+  // Building the copy initialises its weights from the global generator: put its state back,
+  // so that cutting a copy during training (ItePruneValLoop) leaves the run's random stream
+  // where an uninterrupted or resumed run has it.
+  struct RestoreGenerator {
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    torch::Tensor state = generator.get_state();
+    ~RestoreGenerator() { generator.set_state(state); }
+  } restore;
+  std::shared_ptr<Model> copy = build_copy_();
+  load_state_dict(*copy, state_dict(*architecture_), /*strict=*/true, "the pruned architecture");
+  ChannelMutator cut(mutator_->options());
+  cut.prepare_from_supernet(*copy);
+  cut.load_masks(mutator_->current_masks(), mutator_->current_choices());
+  cut.make_static();
+  copy->eval();
+  return copy;
 }
 
 Json ItePruneAlgorithm::prune_at(int64_t iteration, int64_t step) const {
@@ -133,12 +213,15 @@ void ItePruneAlgorithm::load_extra_state(const Json& state) {
 
 namespace {
 
-/// A JSON table given inline or as a path to a JSON file (relative to the config's folder).
+/// A JSON table given inline or as a path to a JSON file: relative to the working directory
+/// as MMRazor's are (a work_dir's fix_subnet.json), else to the config's folder.
 Json table_or_file(Args& args, const std::string& key, const std::string& config_dir) {
   const Json& value = args.raw(key);
   if (!value.is_string()) return value;
   fs::path path = value.get<std::string>();
-  if (path.is_relative() && !config_dir.empty()) path = fs::path(config_dir) / path;
+  if (path.is_relative() && !fs::exists(path) && !config_dir.empty() && fs::exists(fs::path(config_dir) / path)) {
+    path = fs::path(config_dir) / path;
+  }
   try {
     return Json::parse(read_text_file(path.string(), args.where(key)));
   } catch (const Json::parse_error& e) {
@@ -150,47 +233,86 @@ std::string config_dir_of(const Args& args) {
   return args.config() ? fs::path(args.config()->file).parent_path().string() : std::string();
 }
 
+/// The checkpoint of MMRazor's init_cfg = { type = "Pretrained", checkpoint = ... } in
+/// `args` (the architecture takes no init_cfg itself); empty if there is none.
+std::string pretrained_checkpoint(Args& args, const char* purpose) {
+  if (!args.has("init_cfg")) return {};
+  Args init = args.sub("init_cfg");
+  const std::string type = init.get("type", "Pretrained");
+  if (type != "Pretrained") init.fail("type", std::string("only \"Pretrained\" initialises ") + purpose);
+  std::string checkpoint = init.require<std::string>("checkpoint");
+  init.finish();
+  return checkpoint;
+}
+
+/// A new copy of the architecture table (without its init_cfg), built as `args` builds it.
+ArchitectureBuilder architecture_builder(Args& args, const std::string& key) {
+  Json table = args.raw(key);
+  table.erase("init_cfg");
+  return [table, where = args.where(key), config = args.config()] {
+    Args copy_args(table, where, config);
+    auto copy = build_model_as<Model>(copy_args, {}, "an architecture");
+    nn::assign_paths(*copy);
+    return copy;
+  };
+}
+
+/// sub_model's fix_subnet: MMRazor's mutator file (what ItePruneValLoop writes:
+/// {type = "ChannelMutator", channel_unit_cfg = {type, default_args, units}, parse_cfg}) or
+/// the short form {unit name: channel count or ratio}, whose units keep their first channels.
+ChannelMutatorOptions fix_subnet_options(Args& args, const std::string& config_dir) {
+  const Json fix = table_or_file(args, "fix_subnet", config_dir);
+  if (!fix.is_object()) args.fail("fix_subnet", "expected {unit name: channel count or ratio}, got " + fix.dump());
+  ChannelMutatorOptions options;
+  if (fix.contains("channel_unit_cfg")) {
+    options = ChannelMutatorOptions::from(fix, args.where("fix_subnet"), config_dir);
+  } else {
+    for (const auto& [name, choice] : fix.items()) {
+      options.units[name] = {{"init_args", {{"choice_mode", choice.is_number_integer() ? "number" : "ratio"}}},
+                             {"choice", choice}};
+    }
+  }
+  if (args.has("demo_input")) {
+    options.parse = channel::ChannelAnalyzer::options_from(Json{{"demo_input", args.raw("demo_input")}}, args.where());
+  }
+  return options;
+}
+
 }  // namespace
 
 void register_pruning_algorithms() {
-  // MMRazor's sub_model (mode "mutator"): the architecture `cfg` cut to the unit widths of
-  // `fix_subnet` ({unit name: channel count or ratio}) for good, as a plain model. What
-  // `razor export --pruned` writes, so that the pruned weights load into it.
+  register_ite_prune_val_loop();
+  // MMRazor's sub_model (mode "mutator"): the architecture `cfg` cut for good to the unit
+  // widths of `fix_subnet`, as a plain model. With init_weight_from_supernet, init_cfg's
+  // checkpoint (the full model's) is loaded before the cut, so that the units pick their
+  // channels from it (an L1 unit: the largest |W|); without, it is loaded after (a pruned
+  // model's, as razor export --pruned and ItePruneValLoop write them).
   model_registry().add("sub_model", [](Args& args, const BuildContext& context) {
     Args cfg = args.sub("cfg");
     auto architecture = build_model_as<Model>(cfg, context, "an architecture");
     nn::assign_paths(*architecture);
     const std::string mode = args.get("mode", "mutator");
     if (mode != "mutator") args.fail("mode", "only \"mutator\" (channel units) is supported, got \"" + mode + "\"");
-    const Json fix = table_or_file(args, "fix_subnet", config_dir_of(args));
-    if (!fix.is_object()) args.fail("fix_subnet", "expected {unit name: channel count or ratio}, got " + fix.dump());
-    ChannelMutatorOptions options;
-    if (args.has("demo_input")) {
-      options.parse = channel::ChannelAnalyzer::options_from(Json{{"demo_input", args.raw("demo_input")}},
-                                                             args.where());
+    ChannelMutator mutator(fix_subnet_options(args, config_dir_of(args)));
+    const bool from_supernet = args.get<bool>("init_weight_from_supernet", false);
+    const std::string checkpoint = pretrained_checkpoint(args, "a sub_model");
+    if (from_supernet && checkpoint.empty()) {
+      args.fail("init_weight_from_supernet", "needs init_cfg = { type = \"Pretrained\", checkpoint = ... }, the full "
+                "model's weights");
     }
-    for (const auto& [name, choice] : fix.items()) {
-      options.units[name] = {{"init_args", {{"choice_mode", choice.is_number_integer() ? "number" : "ratio"}}},
-                             {"choice", choice}};
-    }
-    ChannelMutator mutator(options);
+    if (from_supernet) load_architecture_weights(*architecture, checkpoint, args.config(), args.where("init_cfg.checkpoint"));
     mutator.prepare_from_supernet(*architecture);
     mutator.make_static();
+    if (!from_supernet && !checkpoint.empty()) {
+      load_architecture_weights(*architecture, checkpoint, args.config(), args.where("init_cfg.checkpoint"));
+    }
     return std::static_pointer_cast<torch::nn::Module>(architecture);
   });
 
   model_registry().add("ItePruneAlgorithm", [](Args& args, const BuildContext& context) {
+    ArchitectureBuilder build_copy = architecture_builder(args, "architecture");
     Args architecture_args = args.sub("architecture");
-    // MMRazor's architecture.init_cfg = { type = "Pretrained", checkpoint = ... }: the trained
-    // model to prune, read here (the architecture itself takes no init_cfg).
-    std::string pretrained;
-    if (architecture_args.has("init_cfg")) {
-      Args init = architecture_args.sub("init_cfg");
-      const std::string type = init.get("type", "Pretrained");
-      if (type != "Pretrained") init.fail("type", "only \"Pretrained\" initialises an architecture to prune");
-      pretrained = init.require<std::string>("checkpoint");
-      init.finish();
-    }
+    const std::string pretrained = pretrained_checkpoint(architecture_args, "an architecture to prune");
     auto architecture = build_model_as<Model>(architecture_args, context, "an architecture");
     nn::assign_paths(*architecture);
     if (!pretrained.empty()) {
@@ -209,10 +331,19 @@ void register_pruning_algorithms() {
       RAZOR_CHECK(options.target.is_object(), args.where("target_pruning_ratio"),
                   ": expected {unit name: ratio or channel count}, got ", options.target.dump());
     }
+    for (const char* key : {"target_flops", "target_params"}) {
+      if (!args.has(key)) continue;
+      if (args.has("target_pruning_ratio")) args.fail(key, "give target_pruning_ratio or this, not both");
+      const double share = args.require<double>(key);
+      if (!(share > 0 && share <= 1)) args.fail(key, "a share of the full model in (0, 1], got " + std::to_string(share));
+      (std::string(key) == "target_flops" ? options.target_flops : options.target_params) = share;
+    }
+    if (args.has("target_flops") && args.has("target_params")) args.fail("target_params", "give target_flops or this, not both");
     options.step_freq = args.get<double>("step_freq", 1.0);
     options.prune_times = args.get<int64_t>("prune_times", 1);
     options.linear_schedule = args.get<bool>("linear_schedule", true);
-    auto algorithm = std::make_shared<ItePruneAlgorithm>(architecture, std::move(mutator), options, context.runner);
+    auto algorithm = std::make_shared<ItePruneAlgorithm>(architecture, std::move(mutator), options, context.runner,
+                                                         std::move(build_copy));
     nn::assign_paths(*algorithm);
     return std::static_pointer_cast<torch::nn::Module>(algorithm);
   });

@@ -16,11 +16,15 @@
 //   step_freq = 1          # epochs with an epoch-based loop, else iterations
 //   prune_times = 1
 //   linear_schedule = true
+//   # or, instead of target_pruning_ratio, a target for the whole model: one ratio for
+//   # every unit, the largest whose model keeps at most this share of the FLOPs (or params)
+//   target_flops = 0.5     # target_params = 0.5
 //
 // MMRazor multiplies step_freq by max_iters / max_epochs and may get a fraction, at whose
 // multiples no iteration falls: razor rounds it to whole iterations. The kept channels are
 // in the checkpoint, so a resumed or exported model has exactly those it trained with
 // (MMRazor recomputes L1 masks from the later weights).
+#include <functional>
 #include <memory>
 
 #include "algorithms/base_algorithm.h"
@@ -34,19 +38,26 @@ class Runner;
 struct ItePruneOptions {
   /// {unit name: ratio or channel count}; empty: every unit stays at full width.
   Json target = Json::object();
+  /// A share of the full model's FLOPs or params in (0, 1] (0: not given): the target is then
+  /// one ratio for every unit, the largest that keeps at most this share.
+  double target_flops = 0, target_params = 0;
   double step_freq = 1;
   int64_t prune_times = 1;
   bool linear_schedule = true;
 };
 
+/// Builds a new, untrained copy of the architecture (at full width).
+using ArchitectureBuilder = std::function<std::shared_ptr<Model>()>;
+
 class ItePruneAlgorithm : public BaseAlgorithm {
  public:
   ItePruneAlgorithm(std::shared_ptr<Model> architecture, std::unique_ptr<ChannelMutator> mutator,
-                    ItePruneOptions options, Runner* runner);
+                    ItePruneOptions options, Runner* runner, ArchitectureBuilder build_copy = nullptr);
 
   LossMap train_step(const Batch& batch, OptimWrapper& optim) override;
 
   ChannelMutator& mutator() { return *mutator_; }
+  const ChannelMutator& mutator() const { return *mutator_; }
   const ItePruneOptions& options() const { return options_; }
   /// The choices at iteration `iteration` of a step_freq of `step` iterations (MMRazor's
   /// ItePruneConfigManager.prune_at), or null when it is not a prune time.
@@ -54,6 +65,15 @@ class ItePruneAlgorithm : public BaseAlgorithm {
   /// FLOPs and params of the architecture now, over the full width ones (set at each prune).
   double flops_ratio() const { return flops_ratio_; }
   double params_ratio() const { return params_ratio_; }
+  /// FLOPs and params (raw) of the architecture at full width, on the demo input.
+  double full_flops() const { return full_flops_; }
+  double full_params() const { return full_params_; }
+  /// {unit name: channels kept now}.
+  Json widths() const;
+  /// The architecture at its kept channels, cut for good into a new plain model (on the CPU,
+  /// in eval mode): what MMRazor's export_fix_subnet(slice_weight=True) gives, while this
+  /// algorithm trains on at its widths. Needs the builder given at construction.
+  std::shared_ptr<Model> static_architecture() const;
 
   Json extra_state() const override;
   void load_extra_state(const Json& state) override;
@@ -63,11 +83,14 @@ class ItePruneAlgorithm : public BaseAlgorithm {
  private:
   /// FLOPs and params (raw) of the architecture at its current widths, on the demo input.
   Resources count();
+  /// target_flops / target_params as one ratio for every unit (bisection on the ratio).
+  Json target_for_share(double share, bool of_flops);
   /// Logs the widths and the ratios after a prune.
   void report();
   std::unique_ptr<ChannelMutator> mutator_;
   ItePruneOptions options_;
   Runner* runner_;
+  ArchitectureBuilder build_copy_;
   /// The full-width choices (MMRazor's "supernet" values).
   Json supernet_;
   double full_flops_ = 0, full_params_ = 0;

@@ -435,12 +435,14 @@ ChannelAnalysis ChannelAnalyzer::analyze(
 
   const bool was_training = root.is_training();
   root.eval();
-  torch::Tensor demo;
+  // The demo input from a generator of its own: analysing a model (when an algorithm is
+  // built, or a pruned copy cut during training) leaves the run's random stream as it was.
+  at::Generator generator = at::detail::createCPUGenerator(0);
+  torch::Tensor demo = torch::randn(options_.demo_input, generator);
   for (const auto& p : root.parameters()) {
-    demo = torch::randn(options_.demo_input, p.options());
+    demo = demo.to(p.options());
     break;
   }
-  if (!demo.defined()) demo = torch::randn(options_.demo_input);
   // Eval mode (batch statistics would mix a batch of one), restored however this ends.
   struct RestoreMode {
     torch::nn::Module& root;

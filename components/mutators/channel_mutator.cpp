@@ -166,6 +166,17 @@ Json ChannelMutator::config_template(bool with_channels, bool with_init_args) co
   return out;
 }
 
+Json ChannelMutator::to_config() const {
+  Json parse = {{"type", "ChannelAnalyzer"}, {"demo_input", options_.parse.demo_input}};
+  if (!options_.parse.tracer_type.empty()) parse["tracer_type"] = options_.parse.tracer_type;
+  return {{"type", "ChannelMutator"},
+          {"channel_unit_cfg",
+           {{"type", options_.unit_type},
+            {"default_args", options_.default_args},
+            {"units", config_template(/*with_channels=*/false, /*with_init_args=*/true)}}},
+          {"parse_cfg", parse}};
+}
+
 channel::ChannelSelection ChannelMutator::selection() const {
   std::vector<channel::ChannelUnitSpec> specs;
   for (const auto& u : units_) specs.push_back(u->spec());

@@ -58,6 +58,10 @@ class ChannelMutator {
   Json choice_template() const;
   /// {unit name: {"init_args", "channels", "choice"}}, each part as get_channel_units.py's -i and -c.
   Json config_template(bool with_channels, bool with_init_args) const;
+  /// The whole mutator at its current choices, as MMRazor's export_fix_subnet writes
+  /// fix_subnet.json: {type, channel_unit_cfg = {type, default_args, units}, parse_cfg}.
+  /// ChannelMutatorOptions::from reads it back.
+  Json to_config() const;
 
   /// Every op at its units' kept channels.
   void apply() const;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""W1-W6 written in plain PyTorch, as BENCHMARKS.md defines them: the references that
+"""W1-W7 written in plain PyTorch, as BENCHMARKS.md defines them: the references that
 razor's figures are divided by. Needs Debian's python3-torch (the same LibTorch 1.13 as razor).
 
     /usr/bin/python3 scripts/reference/bench_pytorch.py [--workloads W1,W2,W3,W4] [--repeats 3] [--threads 2]
@@ -14,6 +14,9 @@ With --full the float model is first trained for one epoch and float_top1, top1,
 (several minutes); without it the weights are random and only the time means anything.
 W6 "qat": the same fake-quantised model trained (observers on, BN in training mode, straight-through),
 SGD lr 0.01; train_images_per_s.
+W7 "prune": ResNet-20 inference at batch 256 (eval, inference_mode), the unpruned model and the one L1
+pruning to 70% of every channel unit leaves (every width int(0.7 C): 11, 22, 44), built at those widths;
+inference_images_per_s of the pruned model, the unpruned one's and their ratio.
 """
 import argparse
 import gzip
@@ -61,18 +64,18 @@ class BasicBlock(nn.Module):
 
 
 class ResNetCifar(nn.Module):
-    def __init__(self, depth=20, in_channels=1, num_classes=10):
+    def __init__(self, depth=20, in_channels=1, num_classes=10, widths=(16, 32, 64)):
         super().__init__()
         n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        layers, cin = [], 16
-        for i, cout in enumerate([16, 32, 64]):
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        layers, cin = [], widths[0]
+        for i, cout in enumerate(widths):
             for b in range(n):
                 layers.append(BasicBlock(cin, cout, 2 if (i > 0 and b == 0) else 1))
                 cin = cout
         self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(64, num_classes)
+        self.fc = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x):
         x = F.relu(self.bn1(self.conv1(x)))
@@ -255,6 +258,26 @@ def main():
     memory_format = "channels_last" if args.channels_last else "contiguous"
     for workload in args.workloads.split(","):
         values = []
+        if workload == "W7":
+            batch_x = torch.randn(256, 1, 28, 28).contiguous(memory_format=fmt)
+            models = [ResNetCifar(widths=(11, 22, 44)), ResNetCifar()]
+            figures = [[], []]
+            for r in range(args.repeats):
+                for m, model in enumerate(models):
+                    model = model.to(memory_format=fmt).eval()
+                    with torch.inference_mode():
+                        for _ in range(3):
+                            model(batch_x)
+                        start = time.perf_counter()
+                        for _ in range(20):
+                            model(batch_x)
+                        figures[m].append(20 * 256 / (time.perf_counter() - start))
+            pruned, unpruned = statistics.median(figures[0]), statistics.median(figures[1])
+            print(json.dumps({"workload": "W7", "metric": "inference_images_per_s", "value": pruned,
+                              "unpruned": unpruned, "speedup": pruned / unpruned, "batch": 256, "device": "cpu",
+                              "threads": args.threads, "repeats": figures[0], "unpruned_repeats": figures[1],
+                              "implementation": "pytorch", "memory_format": memory_format}))
+            continue
         if workload in ("W5", "W6"):
             top1s, float_top1s = [], []
             for r in range(args.repeats):

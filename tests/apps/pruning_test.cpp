@@ -3,9 +3,11 @@
 // points of it (ItePruneAlgorithm); its checkpoint tested
 // again gives the same figures (the kept channels are in it); `razor export --pruned`
 // writes a smaller static model that tests the same, counts the FLOPs the pruned model
-// counted, and exports to ONNX; bad input names the key.
+// counted, and exports to ONNX; ItePruneValLoop's fix_subnet files rebuild it through a
+// sub_model config; bad input names the key.
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
 
 #include "tests/datasets/temp_dir.h"
 #include "tests/process.h"
@@ -45,6 +47,26 @@ TEST_CASE("razor train/test/export --pruned: L1 pruning to half the channels, ex
   CHECK(flops_ratio < 0.32);
   const double pruned_top1 = metric(text, "accuracy/top1");
   CHECK(pruned_top1 > float_top1 - 8);
+
+  // ItePruneValLoop wrote the pruned model as validation measured it: a sub_model config
+  // reading its fix_subnet.json tests fix_subnet_weight.pth the same.
+  REQUIRE(fs::exists(work + "/fix_subnet.json"));
+  REQUIRE(fs::exists(work + "/fix_subnet_weight.pth"));
+  const std::string deploy = dir / "deploy.toml";
+  std::ofstream(deploy) << ("_base_ = [\"" + std::string(RAZOR_SOURCE_DIR) + "/configs/_base_/datasets/fmnist.toml\", \"" +
+                         RAZOR_SOURCE_DIR + "/configs/_base_/default_runtime.toml\"]\n"
+                         "num_threads = 1\n"
+                         "[test_dataloader.dataset]\nindices = 512\n"
+                         "[model]\ntype = \"sub_model\"\nfix_subnet = \"" + work + "/fix_subnet.json\"\n"
+                         "[model.cfg]\ntype = \"ImageClassifier\"\n"
+                         "backbone = { type = \"ResNet_CIFAR\", depth = 8, in_channels = 1 }\n"
+                         "neck = { type = \"GlobalAveragePooling\" }\n"
+                         "head = { type = \"LinearClsHead\", num_classes = 10, in_channels = 64 }\n");
+
+  const std::string deploy_log = dir / "deploy.log";
+  REQUIRE(run(razor_command("test " + deploy + " " + work + "/fix_subnet_weight.pth --work-dir " + (dir / "deploy")),
+              deploy_log) == 0);
+  CHECK(metric(read_file(deploy_log), "accuracy/top1") == Approx(pruned_top1).margin(1e-3));
 
   // The checkpoint holds the kept channels: testing it measures what validation measured.
   const std::string ckpt = work + "/epoch_1.pth";

@@ -60,7 +60,8 @@ fs::path fresh_dir(const std::string& name) {
 // Every config razor ships resolves and builds its whole runner (model, loaders, evaluators,
 // optimiser wrapper, schedulers, train loop, hooks): a renamed option or module would
 // otherwise surface only when a user runs the recipe. Checkpoints the recipes load
-// (teacher_ckpt, a quantised model's float_checkpoint, a pruned one's architecture.init_cfg, a data-free run's
+// (teacher_ckpt, a quantised model's float_checkpoint, a pruned one's architecture.init_cfg
+// and init_weight_from_supernet, a data-free run's
 // teachers' ckpt_path, load_from) are dropped: they are
 // outputs of other runs. CIFAR recipes build on Synthetic data of CIFAR's shape when the
 // CIFAR files are missing, ImageNet ones on a few synthetic images. Nothing is trained.
@@ -80,7 +81,11 @@ TEST_CASE("Every shipped config resolves and builds its whole runner", "[configs
     Json& model_table = config->tree["model"];
     model_table.erase("teacher_ckpt");
     model_table.erase("float_checkpoint");
-    if (model_table.contains("architecture")) model_table["architecture"].erase("init_cfg");
+    if (model_table.contains("architecture")) {
+      Json& architecture = model_table["architecture"];
+      architecture.erase("init_cfg");
+      architecture.erase("init_weight_from_supernet");  // a sub_model cut from a trained model
+    }
     if (model_table.contains("teachers")) {
       for (auto& teacher : model_table["teachers"]) teacher.erase("ckpt_path");
     }

@@ -58,7 +58,7 @@ TEST_CASE("register_all fills every registry with the expected names", "[registr
         "ParamSchedulerHook", "StopDistillHook"}},
       {"loops",
        {"DartsEpochBasedTrainLoop", "EpochBasedTrainLoop", "EvolutionSearchLoop",
-        "IterBasedTrainLoop", "LSQEpochBasedLoop", "PTQLoop", "QATEpochBasedLoop", "QATTestLoop",
+        "ItePruneValLoop", "IterBasedTrainLoop", "LSQEpochBasedLoop", "PTQLoop", "QATEpochBasedLoop", "QATTestLoop",
         "QATValLoop", "SubnetTestLoop", "SubnetValLoop", "TestLoop", "ValLoop"}},
       {"metrics", {"Accuracy"}},
       {"models",

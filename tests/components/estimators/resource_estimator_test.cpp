@@ -10,6 +10,7 @@
 #include "components/nn/conv.h"
 #include "components/nn/module.h"
 #include "tests/components/architectures/build.h"
+#include "tests/components/estimators/resnet20_closed_form.h"
 
 using namespace razor;
 using razor::test::error_of;
@@ -82,57 +83,6 @@ bool has_row(const ResourceReport& report, const std::string& path) {
   return false;
 }
 
-/// ResNet-20 (CIFAR layout, 1 input channel, LinearClsHead 64 -> 10) on 1 x 1 x 28 x 28,
-/// counted by hand with the mmcv rules.
-struct Closed {
-  double flops = 0;
-  int64_t params = 0;
-};
-
-Closed resnet20_closed_form(int64_t size) {
-  Closed c;
-  int64_t h = size;
-  // A k x k conv (padding k/2, no bias), its output side, and the ops that follow.
-  auto conv_out = [&](int64_t in, int64_t out, int64_t k, int64_t stride, int64_t side) {
-    const int64_t o = (side + 2 * (k / 2) - k) / stride + 1;
-    c.flops += static_cast<double>(k * k * in * out * o * o);
-    c.params += k * k * in * out;
-    return o;
-  };
-  auto bn = [&](int64_t ch, int64_t side) {
-    c.flops += 2.0 * ch * side * side;
-    c.params += 2 * ch;
-  };
-  auto relu = [&](int64_t ch, int64_t side) { c.flops += static_cast<double>(ch * side * side); };
-
-  h = conv_out(1, 16, 3, 1, h);
-  bn(16, h);
-  relu(16, h);
-  int64_t in = 16;
-  for (int stage = 0; stage < 3; ++stage) {
-    const int64_t out = 16 << stage;
-    for (int block = 0; block < 3; ++block) {
-      const int64_t stride = (stage > 0 && block == 0) ? 2 : 1;
-      const int64_t o = conv_out(in, out, 3, stride, h);
-      bn(out, o);
-      relu(out, o);
-      conv_out(out, out, 3, 1, o);
-      bn(out, o);
-      if (stride != 1 || in != out) {
-        conv_out(in, out, 1, stride, h);  // shortcut conv 1x1 + BN
-        bn(out, o);
-      }
-      relu(out, o);  // after the residual add (which counts 0)
-      in = out;
-      h = o;
-    }
-  }
-  c.flops += static_cast<double>(64 * h * h);  // global average pooling: numel(input)
-  c.flops += 64.0 * 10;                        // linear: numel(input) * out_features
-  c.params += 64 * 10 + 10;
-  return c;
-}
-
 std::shared_ptr<Model> resnet20() {
   auto model = std::dynamic_pointer_cast<Model>(test::build_model(
       test::classifier(Json{{"type", "ResNet_CIFAR"}, {"depth", 20}, {"in_channels", 1}}, 64)));
@@ -165,7 +115,7 @@ TEST_CASE("Estimator: Conv2d(3, 32, 3) on 1x3x224x224 gives MMRazor's 44.158 M /
 
 TEST_CASE("Estimator: ResNet-20 on 1x1x28x28 matches the closed form", "[estimator]") {
   auto model = resnet20();
-  const Closed expected = resnet20_closed_form(28);
+  const test::ClosedForm expected = test::resnet20_closed_form(28);
   ResourceEstimator estimator(ResourceEstimatorOptions().with_input_shape({1, 1, 28, 28}));
   const ResourceReport report = estimator.estimate_report(*model);
   CHECK(report.raw_flops == expected.flops);
