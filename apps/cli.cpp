@@ -115,7 +115,7 @@ int command_export_onnx(const std::shared_ptr<Config>& config, const std::string
 
 int command_export(const std::string& file, const std::string& checkpoint, const std::vector<std::string>& overrides,
                    const std::string& out, const std::string& subnet, const std::string& format,
-                   const std::string& names, OnnxExportOptions onnx_options, bool pruned) {
+                   const std::string& names, OnnxExportOptions onnx_options, bool pruned, int64_t divisor) {
   auto config = load_with_overrides(file, overrides);
   RAZOR_CHECK(names == "razor" || format == "pytorch", "--names applies to --format pytorch");
   if (format == "onnx") {
@@ -132,9 +132,10 @@ int command_export(const std::string& file, const std::string& checkpoint, const
     return 0;
   }
   RAZOR_CHECK(format == "checkpoint", "--format ", format, ": unknown (known: checkpoint, onnx, pytorch)");
+  RAZOR_CHECK(pruned || divisor == 1, "--divisor applies to --pruned");
   if (pruned) {
     RAZOR_CHECK(subnet.empty(), "--pruned and --subnet are different exports: give one");
-    const PrunedExport report = export_pruned(config, checkpoint, out);
+    const PrunedExport report = export_pruned(config, checkpoint, out, divisor);
     char line[1024];
     std::snprintf(line, sizeof(line),
                   "Exported the pruned model to %s and %s: %.3f M of %.3f M FLOPs (%.2f%%), %.3f M of %.3f M params "
@@ -329,6 +330,10 @@ int run_cli(const std::vector<std::string>& args) {
   bool export_pruned_flag = false;
   export_command->add_flag("--pruned", export_pruned_flag,
                            "A pruning algorithm's model cut to its kept channels: DIR/pruned.toml and DIR/pruned.pth");
+  int64_t export_divisor = 1;
+  export_command->add_option("--divisor", export_divisor,
+                             "With --pruned: round every unit's width up to a multiple of N, the extra channels read "
+                             "by zero weights (the same logits, at widths fast kernels prefer)");
   std::string export_format = "checkpoint";
   OnnxExportOptions onnx_options;
   std::string export_names = "razor";
@@ -435,7 +440,7 @@ int run_cli(const std::vector<std::string>& args) {
     }
     if (*export_command) {
       return command_export(config_file, checkpoint, overrides, out, export_subnet_file, export_format, export_names,
-                            onnx_options, export_pruned_flag);
+                            onnx_options, export_pruned_flag, export_divisor);
     }
     if (*print) return command_config_print(config_file, overrides);
     if (*analyze_command) {

@@ -29,8 +29,10 @@ int64_t parameter_count(torch::nn::Module& module) {
 
 }  // namespace
 
-PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& checkpoint, const std::string& out_dir) {
+PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& checkpoint, const std::string& out_dir,
+                           int64_t divisor) {
   RAZOR_CHECK(!out_dir.empty(), "give the output directory with --out");
+  RAZOR_CHECK(divisor >= 1, "--divisor must be at least 1, got ", divisor);
   auto runner = runner_for_export(config, checkpoint);
   auto* pruner = dynamic_cast<ItePruneAlgorithm*>(&runner->model());
   RAZOR_CHECK(pruner, config->file, ": --pruned exports a pruning algorithm's model (model.type = "
@@ -42,15 +44,7 @@ PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& ch
   PrunedExport report;
   torch::NoGradGuard no_grad;
   ResourceEstimator estimator(ResourceEstimatorOptions().with_input_shape(demo_shape).with_units(""));
-  auto count = [&] {
-    return estimator
-        .estimate_report(architecture, [&](const torch::Tensor& x) { return architecture.forward_tensor(x); })
-        .totals;
-  };
-  const Json widths = pruner->widths();
-  const auto pruned = count();
-  report.pruned_flops = pruned.flops;
-  report.pruned_params = static_cast<int64_t>(pruned.params);
+  const Json widths = pruner->widths(divisor);
   std::vector<int64_t> batch_shape = demo_shape;
   batch_shape[0] = 4;
   torch::manual_seed(0);
@@ -59,7 +53,7 @@ PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& ch
 
   // The cut model, and the config that builds it (at full width, then cut to `widths`):
   // the cut weights must load into what the config builds.
-  const std::shared_ptr<Model> cut_model = pruner->static_architecture();
+  const std::shared_ptr<Model> cut_model = pruner->static_architecture(divisor);
   Json architecture_table = config->tree.at("model").at("architecture");
   architecture_table.erase("init_cfg");
   Json tree = config->tree;
@@ -80,6 +74,10 @@ PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& ch
   report.max_relative_error = relative_error(cut, expected);
   RAZOR_CHECK(report.max_relative_error < 1e-4, "export --pruned: the cut model's logits differ from the pruned "
               "model's by ", report.max_relative_error, " (relative); nothing was written");
+  // What the static model counts (the pruned model's count, or more with padding).
+  report.pruned_flops = estimator.estimate_report(*static_model, [&](const torch::Tensor& x) {
+                                  return static_model->forward_tensor(x);
+                                }).totals.flops;
   report.pruned_params = parameter_count(*static_model);
 
   // Full width: what the algorithm counted before pruning; its weights are still whole.

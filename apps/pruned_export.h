@@ -4,6 +4,7 @@
 // architecture and the width of each channel unit, no mutator) and DIR/pruned.pth (the cut
 // weights). `razor test`, `razor ptq` and `razor export --format onnx|pytorch` take them as
 // any model. The export checks that the cut model computes what the pruned one did.
+// `--divisor N` rounds each unit's width up to a multiple of N with zero-weight channels.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -22,6 +23,9 @@ struct PrunedExport {
   double max_relative_error = 0;
 };
 
-PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& checkpoint, const std::string& out_dir);
+/// With `divisor` > 1 every unit's width is rounded up to a multiple of it, the extra
+/// channels read by zero weights (the same logits, at widths fast kernels prefer).
+PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& checkpoint, const std::string& out_dir,
+                           int64_t divisor = 1);
 
 }  // namespace razor

@@ -92,13 +92,15 @@ Json ItePruneAlgorithm::target_for_share(double share, bool of_flops) {
   return choices_at(ratio);
 }
 
-Json ItePruneAlgorithm::widths() const {
+Json ItePruneAlgorithm::widths(int64_t divisor) const {
   Json out = Json::object();
-  for (const auto& unit : mutator_->units()) out[unit->name()] = unit->width();
+  for (const auto& unit : mutator_->units()) {
+    out[unit->name()] = padded_width(unit->width(), unit->num_channels(), divisor);
+  }
   return out;
 }
 
-std::shared_ptr<Model> ItePruneAlgorithm::static_architecture() const {
+std::shared_ptr<Model> ItePruneAlgorithm::static_architecture(int64_t divisor) const {
   RAZOR_CHECK(build_copy_, "ItePruneAlgorithm: this algorithm was built without a way to copy its architecture");
   // Building the copy initialises its weights from the global generator: put its state back,
   // so that cutting a copy during training (ItePruneValLoop) leaves the run's random stream
@@ -113,7 +115,7 @@ std::shared_ptr<Model> ItePruneAlgorithm::static_architecture() const {
   ChannelMutator cut(mutator_->options());
   cut.prepare_from_supernet(*copy);
   cut.load_masks(mutator_->current_masks(), mutator_->current_choices());
-  cut.make_static();
+  cut.make_static(divisor);
   copy->eval();
   return copy;
 }

@@ -68,12 +68,15 @@ class ItePruneAlgorithm : public BaseAlgorithm {
   /// FLOPs and params (raw) of the architecture at full width, on the demo input.
   double full_flops() const { return full_flops_; }
   double full_params() const { return full_params_; }
-  /// {unit name: channels kept now}.
-  Json widths() const;
+  /// {unit name: channels kept now}, each rounded up to a multiple of `divisor` (at most
+  /// the unit's channels) as static_architecture(divisor) pads them.
+  Json widths(int64_t divisor = 1) const;
   /// The architecture at its kept channels, cut for good into a new plain model (on the CPU,
   /// in eval mode): what MMRazor's export_fix_subnet(slice_weight=True) gives, while this
-  /// algorithm trains on at its widths. Needs the builder given at construction.
-  std::shared_ptr<Model> static_architecture() const;
+  /// algorithm trains on at its widths. With `divisor` > 1 the widths are rounded up with
+  /// channels read by zero weights (ChannelMutator::make_static): the same function. Needs
+  /// the builder given at construction.
+  std::shared_ptr<Model> static_architecture(int64_t divisor = 1) const;
 
   Json extra_state() const override;
   void load_extra_state(const Json& state) override;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "components/nn/batch_norm.h"
 #include "components/nn/weighted_op.h"
 #include "engine/error.h"
 
@@ -95,29 +96,58 @@ Json SequentialMutableChannelUnit::init_args() const {
           {"min_ratio", options_.min_ratio}};
 }
 
-torch::Tensor L1MutableChannelUnit::importance() const {
+torch::Tensor ImportanceChannelUnit::mean_over_filters(const std::function<torch::Tensor(const torch::Tensor&)>& score,
+                                                     const char* what) const {
   torch::NoGradGuard no_grad;
   torch::Tensor sum;
   int64_t count = 0;
   for (const auto& c : spec().output_related) {
     auto* op = dynamic_cast<nn::WeightedOp*>(c.module);
-    if (!op) continue;  // norms make no importance
-    const torch::Tensor norm =
-        op->weight.detach().flatten(1).narrow(0, c.start, c.end - c.start).abs().mean(1).to(torch::kFloat).cpu();
-    sum = sum.defined() ? sum + norm : norm;
+    if (!op) continue;  // norms make no filter importance
+    const torch::Tensor filters =
+        op->weight.detach().flatten(1).narrow(0, c.start, c.end - c.start).to(torch::kFloat).cpu();
+    const torch::Tensor s = score(filters);
+    sum = sum.defined() ? sum + s : s;
     ++count;
   }
-  RAZOR_CHECK(count > 0, name(), ": no conv or linear makes this unit's channels, so it has no L1 importance");
+  RAZOR_CHECK(count > 0, name(), ": no conv or linear makes this unit's channels, so it has no ", what, " importance");
   return sum / static_cast<double>(count);
 }
 
-torch::Tensor L1MutableChannelUnit::mask() const {
-  const torch::Tensor norm = importance();
-  // The largest norms; a stable sort keeps the lower index first among equals.
-  const torch::Tensor order = std::get<1>(norm.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+torch::Tensor ImportanceChannelUnit::mask() const {
+  const torch::Tensor score = importance();
+  // The largest scores; a stable sort keeps the lower index first among equals.
+  const torch::Tensor order = std::get<1>(score.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
   torch::Tensor mask = torch::zeros({num_channels()}, torch::kBool);
   mask.index_fill_(0, order.narrow(0, 0, width()), true);
   return mask;
+}
+
+torch::Tensor L1MutableChannelUnit::importance() const {
+  return mean_over_filters([](const torch::Tensor& w) { return w.abs().mean(1); }, "L1");
+}
+
+torch::Tensor L2MutableChannelUnit::importance() const {
+  return mean_over_filters([](const torch::Tensor& w) { return w.norm(2, 1); }, "L2");
+}
+
+torch::Tensor FPGMMutableChannelUnit::importance() const {
+  return mean_over_filters([](const torch::Tensor& w) { return torch::cdist(w, w).sum(1); }, "FPGM");
+}
+
+torch::Tensor BNScaleMutableChannelUnit::importance() const {
+  torch::NoGradGuard no_grad;
+  torch::Tensor sum;
+  int64_t count = 0;
+  for (const auto& c : spec().output_related) {
+    auto* bn = dynamic_cast<nn::BatchNorm2d*>(c.module);
+    if (!bn || !bn->weight.defined()) continue;
+    const torch::Tensor scale = bn->weight.detach().narrow(0, c.start, c.end - c.start).abs().to(torch::kFloat).cpu();
+    sum = sum.defined() ? sum + scale : scale;
+    ++count;
+  }
+  RAZOR_CHECK(count > 0, name(), ": no affine BatchNorm normalises this unit's channels, so it has no BN-scale importance");
+  return sum / static_cast<double>(count);
 }
 
 std::unique_ptr<SequentialMutableChannelUnit> make_unit(const std::string& type, ChannelUnitSpec spec,
@@ -128,8 +158,18 @@ std::unique_ptr<SequentialMutableChannelUnit> make_unit(const std::string& type,
   if (type == "L1MutableChannelUnit") {
     return std::make_unique<L1MutableChannelUnit>(std::move(spec), std::move(options));
   }
+  if (type == "L2MutableChannelUnit") {
+    return std::make_unique<L2MutableChannelUnit>(std::move(spec), std::move(options));
+  }
+  if (type == "FPGMMutableChannelUnit") {
+    return std::make_unique<FPGMMutableChannelUnit>(std::move(spec), std::move(options));
+  }
+  if (type == "BNScaleMutableChannelUnit") {
+    return std::make_unique<BNScaleMutableChannelUnit>(std::move(spec), std::move(options));
+  }
   throw config_error(where, ": unknown channel unit type \"", type,
-                     "\" (known: SequentialMutableChannelUnit, L1MutableChannelUnit)");
+                     "\" (known: SequentialMutableChannelUnit, L1MutableChannelUnit, L2MutableChannelUnit, "
+                     "FPGMMutableChannelUnit, BNScaleMutableChannelUnit)");
 }
 
 }  // namespace razor::channel

@@ -5,8 +5,13 @@
 //     divisible by `divisor` as MMRazor's make_divisible (min_value, min_ratio);
 //   L1MutableChannelUnit: the k with the largest mean |W| over the convs and linears that
 //     make the unit's channels (MMRazor's L1 norm), ties to the lowest index, recomputed
-//     from the current weights whenever the choice is set.
+//     from the current weights whenever the choice is set. The same, by other importances:
+//   L2MutableChannelUnit: the L2 norm of each filter;
+//   FPGMMutableChannelUnit: each filter's summed distance to the others (FPGM, He et al.
+//     2019: the filters nearest the geometric median are the most replaceable, pruned first);
+//   BNScaleMutableChannelUnit: |gamma| of the unit's BatchNorms (network slimming).
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -67,17 +72,56 @@ class SequentialMutableChannelUnit {
   int64_t width_;
 };
 
-class L1MutableChannelUnit : public SequentialMutableChannelUnit {
+/// A unit that keeps its `width()` channels of largest importance, ties to the lowest index.
+class ImportanceChannelUnit : public SequentialMutableChannelUnit {
  public:
   using SequentialMutableChannelUnit::SequentialMutableChannelUnit;
-  std::string type() const override { return "L1MutableChannelUnit"; }
-  /// mean over the output-side convs and linears of mean_{in, kh, kw} |W[c]|.
-  torch::Tensor importance() const;
+  /// One score per channel, from the current weights (float, on the CPU).
+  virtual torch::Tensor importance() const = 0;
   torch::Tensor mask() const override;
+
+ protected:
+  /// The mean over the output-side convs and linears of `score` of their filters (rows of
+  /// the weight flattened to [channels, fan_in], this unit's range); an error naming
+  /// `what` if no conv or linear makes the unit's channels.
+  torch::Tensor mean_over_filters(const std::function<torch::Tensor(const torch::Tensor&)>& score,
+                                  const char* what) const;
 };
 
-/// A unit of MMRazor's type name ("SequentialMutableChannelUnit", "L1MutableChannelUnit");
-/// an unknown type is an error listing the known ones.
+class L1MutableChannelUnit : public ImportanceChannelUnit {
+ public:
+  using ImportanceChannelUnit::ImportanceChannelUnit;
+  std::string type() const override { return "L1MutableChannelUnit"; }
+  /// mean over the output-side convs and linears of mean_{in, kh, kw} |W[c]|.
+  torch::Tensor importance() const override;
+};
+
+class L2MutableChannelUnit : public ImportanceChannelUnit {
+ public:
+  using ImportanceChannelUnit::ImportanceChannelUnit;
+  std::string type() const override { return "L2MutableChannelUnit"; }
+  /// mean over the output-side convs and linears of ||W[c]||_2.
+  torch::Tensor importance() const override;
+};
+
+class FPGMMutableChannelUnit : public ImportanceChannelUnit {
+ public:
+  using ImportanceChannelUnit::ImportanceChannelUnit;
+  std::string type() const override { return "FPGMMutableChannelUnit"; }
+  /// mean over the output-side convs and linears of sum_j ||W[c] - W[j]||_2.
+  torch::Tensor importance() const override;
+};
+
+class BNScaleMutableChannelUnit : public ImportanceChannelUnit {
+ public:
+  using ImportanceChannelUnit::ImportanceChannelUnit;
+  std::string type() const override { return "BNScaleMutableChannelUnit"; }
+  /// mean over the output-side BatchNorms of |gamma[c]|.
+  torch::Tensor importance() const override;
+};
+
+/// A unit of MMRazor's type name ("SequentialMutableChannelUnit", "L1MutableChannelUnit",
+/// and razor's L2, FPGM and BNScale units); an unknown type is an error listing the known ones.
 std::unique_ptr<SequentialMutableChannelUnit> make_unit(const std::string& type, ChannelUnitSpec spec,
                                                         MutableChannelUnitOptions options,
                                                         const std::string& where);

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 
+#include "components/nn/weighted_op.h"
 #include "engine/error.h"
 #include "engine/strings.h"
 #include "engine/text_file.h"
@@ -187,10 +188,56 @@ channel::ChannelSelection ChannelMutator::selection() const {
 
 void ChannelMutator::apply() const { selection().apply(); }
 
-void ChannelMutator::make_static() {
+int64_t padded_width(int64_t width, int64_t channels, int64_t divisor) {
+  RAZOR_CHECK(divisor >= 1, "a width divisor must be at least 1, got ", divisor);
+  return std::min(channels, (width + divisor - 1) / divisor * divisor);
+}
+
+void ChannelMutator::make_static(int64_t divisor) {
+  // Each unit's padding: the first pruned channels, as many as its rounded width needs.
+  std::vector<torch::Tensor> padding(units_.size());
+  for (size_t i = 0; i < units_.size(); ++i) {
+    const int64_t width = masks_[i].sum().item<int64_t>();
+    const int64_t extra = padded_width(width, units_[i]->num_channels(), divisor) - width;
+    if (extra == 0) continue;
+    const torch::Tensor pruned = masks_[i].logical_not().nonzero().flatten().narrow(0, 0, extra);
+    padding[i] = torch::zeros_like(masks_[i]).index_fill_(0, pruned, true);
+    masks_[i] = masks_[i].logical_or(padding[i]);
+  }
   const channel::ChannelSelection cut = selection();
   cut.apply();
+  // Where each padding channel enters a conv or linear: its position among the op's active
+  // inputs, which are the cut op's inputs in order.
+  std::vector<std::pair<nn::WeightedOp*, std::vector<int64_t>>> reads;
+  for (size_t i = 0; i < units_.size(); ++i) {
+    if (!padding[i].defined()) continue;
+    const torch::Tensor added = padding[i].nonzero().flatten();
+    for (const auto& c : units_[i]->spec().input_related) {
+      auto* op = dynamic_cast<nn::WeightedOp*>(c.module);
+      if (!op) continue;
+      const torch::Tensor& active = op->active_in();
+      std::vector<int64_t> positions;
+      for (int64_t k = 0; k < added.size(0); ++k) {
+        for (int64_t r = 0; r < c.expand_ratio; ++r) {
+          const int64_t full = c.start + added[k].item<int64_t>() * c.expand_ratio + r;
+          positions.push_back(active.defined() ? torch::searchsorted(active, torch::tensor(full)).item<int64_t>()
+                                               : full);
+        }
+      }
+      reads.emplace_back(op, std::move(positions));
+    }
+  }
   cut.make_static();
+  torch::NoGradGuard no_grad;
+  for (auto& [op, positions] : reads) {
+    // Weight [out, in / groups, ...]: input p is column p % (in / groups) of group p / (in / groups).
+    const int64_t per_group = op->weight.size(1);
+    const int64_t groups = std::max<int64_t>(1, op->in_width() / per_group);
+    const int64_t rows = op->weight.size(0) / groups;
+    for (const int64_t p : positions) {
+      op->weight.narrow(0, (p / per_group) * rows, rows).select(1, p % per_group).zero_();
+    }
+  }
   units_.clear();
   masks_.clear();
 }

@@ -31,6 +31,10 @@ struct ChannelMutatorOptions {
   static ChannelMutatorOptions from(const Json& table, const std::string& where, const std::string& config_dir);
 };
 
+/// `width` of a unit of `channels` rounded up to a multiple of `divisor`, at most `channels`
+/// (make_static's zero-padded widths).
+int64_t padded_width(int64_t width, int64_t channels, int64_t divisor);
+
 class ChannelMutator {
  public:
   explicit ChannelMutator(ChannelMutatorOptions options);
@@ -68,7 +72,11 @@ class ChannelMutator {
   /// The units' kept channels as one selection.
   channel::ChannelSelection selection() const;
   /// Cuts the architecture to the current widths for good; the units are gone afterwards.
-  void make_static();
+  /// With `divisor` > 1 each unit is cut to its width rounded up to a multiple of `divisor`
+  /// (at most all its channels): the extra channels are pruned ones that every conv and
+  /// linear reading them reads with zero weights, so the model computes the same function
+  /// at widths that fast kernels prefer.
+  void make_static(int64_t divisor = 1);
 
  private:
   /// The position of the unit named `name`; an unknown name is an error naming the nearest.

@@ -102,6 +102,22 @@ TEST_CASE("razor train/test/export --pruned: L1 pruning to half the channels, ex
                           (dir / "pruned.onnx")),
             onnx_log) == 0);
 
+  // --divisor 16: widths rounded up to multiples of 16 with zero-weight channels, the same
+  // accuracy from a larger model.
+  const std::string padded = dir / "padded";
+  REQUIRE(run(razor_command("export " + config + " " + ckpt + " --pruned --divisor 16 --out " + padded + pretrained),
+              export_log) == 0);
+  CHECK(read_file(export_log).find("its logits equal the pruned model's") != std::string::npos);
+  const std::string padded_toml = read_file(padded + "/pruned.toml");
+  CHECK(padded_toml.find("\"backbone.layer2.0.conv1_(0, 32)_32\" = 16") != std::string::npos);
+  CHECK(padded_toml.find("\"backbone.conv1_(0, 16)_16\" = 16") != std::string::npos);
+  REQUIRE(run(razor_command("test " + padded + "/pruned.toml " + padded + "/pruned.pth --work-dir " +
+                            (dir / "padded_test")),
+              static_log) == 0);
+  CHECK(metric(read_file(static_log), "accuracy/top1") == Approx(pruned_top1).margin(1e-3));
+  CHECK(run(razor_command("export " + config + " " + ckpt + " --divisor 8 --out " + (dir / "x.pth") + pretrained),
+            dir / "divisor.log") == 2);
+
   // Bad input: a unit the model does not have, a ratio out of range, an integer in ratio mode.
   const std::string bad_log = dir / "bad.log";
   CHECK(run(razor_command("train " + config + " --work-dir " + (dir / "bad") +

@@ -106,6 +106,24 @@ TEST_CASE("2 ranks with SyncBatchNorm train the same ResNet-8 as 1 process with 
   CHECK(relative_difference(local, one, worst) > 1e-4);
 }
 
+TEST_CASE("2 ranks of L1 pruning with SyncBatchNorm keep the channels and train the model of 1 process with batch 2B",
+          "[dist][pruning]") {
+  TempDir dir;
+  const std::string one = train("l1_resnet8_syncbn_fmnist.toml", 1, 32, dir / "one");
+  const std::string two = train("l1_resnet8_syncbn_fmnist.toml", 2, 16, dir / "two");
+  // The kept channels, in the checkpoints and in ItePruneValLoop's file, are the same.
+  razor::CheckpointReader left(one), right(two);
+  const auto masks = left.contents().meta.at("model_state").at("masks");
+  CHECK(masks == right.contents().meta.at("model_state").at("masks"));
+  CHECK(masks.at("backbone.layer2.0.conv2_(0, 32)_32").size() == 16);
+  CHECK(read_file(dir / "one/fix_subnet.json") == read_file(dir / "two/fix_subnet.json"));
+  REQUIRE(fs::exists(dir / "two/fix_subnet_weight.pth"));
+  std::string worst;
+  const double diff = relative_difference(two, one, worst);  // running statistics included
+  INFO("largest relative difference " << diff << " in " << worst);
+  CHECK(diff < 1e-5);
+}
+
 TEST_CASE("2 ranks with SyncBatchNorm train the same SPOS supernet as 1 process with batch 2B",
           "[dist][nas]") {
   // One-shot training: every iteration samples a subnet (the same on every rank), so the

@@ -1,6 +1,6 @@
 // ItePruneAlgorithm on ResNet-20 in one process: the FLOPs and params of a pruned model
 // against the closed form at its units' widths, the cut copy (static_architecture) equal to
-// the dynamic model, target_flops as one ratio for every unit, and the pruned model rebuilt
+// the dynamic model, also with widths zero-padded to multiples of 8, target_flops as one ratio for every unit, and the pruned model rebuilt
 // by sub_model: from ItePruneValLoop's fix_subnet.json and fix_subnet_weight.pth, and from
 // the trained weights with init_weight_from_supernet (L1 units pick the same channels).
 #include "algorithms/pruning/ite_prune_algorithm.h"
@@ -110,6 +110,21 @@ TEST_CASE("A pruned ResNet-20 counts the closed-form FLOPs and params of its wid
   CHECK(max_difference(logits(*cut, x), expected) < 1e-5);
   CHECK(test::num_parameters(algorithm->architecture()) == full.params);
   CHECK(algorithm->widths()["backbone.layer2.1.conv1_(0, 32)_32"] == 4);
+
+  // Padded to multiples of 8 with channels read by zero weights: larger, the same function.
+  test::ResNet20Widths padded = widths;
+  for (int s = 0; s < 3; ++s) {
+    padded.stage[s] = (widths.stage[s] + 7) / 8 * 8;
+    for (int b = 0; b < 3; ++b) padded.inner[s][b] = (widths.inner[s][b] + 7) / 8 * 8;
+  }
+  CHECK(padded.inner[0][0] == 8);  // 4 channels and 4 of padding
+  const test::ClosedForm padded_closed = test::resnet20_closed_form(28, padded);
+  const auto rounded = algorithm->static_architecture(8);
+  CHECK(test::num_parameters(*rounded) == padded_closed.params);
+  CHECK(estimate(*rounded).raw_flops == padded_closed.flops);
+  CHECK(max_difference(logits(*rounded, x), expected) < 1e-5);
+  CHECK(algorithm->widths(8)["backbone.layer2.1.conv1_(0, 32)_32"] == 8);
+  CHECK(algorithm->widths(8)["backbone.layer3.0.conv2_(0, 64)_64"] == 16);
 }
 
 TEST_CASE("target_flops and target_params: one ratio for every unit, the largest within the share", "[pruning]") {

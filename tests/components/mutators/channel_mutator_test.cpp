@@ -118,6 +118,59 @@ TEST_CASE("L1 units keep the channels of largest mean |W|, averaged over the con
   CHECK(kept(both.mask()) == std::vector<int64_t>{2, 3});
 }
 
+TEST_CASE("L2, FPGM and BN-scale units keep the channels their importance ranks first", "[channel][mutator]") {
+  // One input channel, 1x1 kernels: filter c is the vector W[c].
+  nn::Conv2d conv(nn::Conv2dOptions(4, 4, 1).with_bias(false));
+  nn::BatchNorm2d bn(4);
+  {
+    torch::NoGradGuard no_grad;
+    // L1 (mean |W|) = [0.75, 1, 0.5, 2.5]; L2 = [3, 2, 2, 5]: 0 over 1 in L2, not in L1.
+    conv.weight.copy_(torch::tensor({3.f, 0.f, 0.f, 0.f, 1.f, 1.f, 1.f, 1.f, 0.f, 2.f, 0.f, 0.f, 5.f, 5.f, 0.f, 0.f})
+                          .view({4, 4, 1, 1}));
+    bn.weight.copy_(torch::tensor({0.1f, -2.f, 0.5f, 1.f}));
+  }
+  channel::ChannelUnitSpec spec = spec_of(4, {&conv});
+  spec.output_related.push_back({"bn", &bn, 0, 4, 1, true});
+  MutableChannelUnitOptions number;
+
+  channel::L2MutableChannelUnit l2(spec, number);
+  CHECK(torch::allclose(l2.importance(), torch::tensor({3.f, 2.f, 2.f, std::sqrt(50.f)})));
+  l2.set_choice(Json(2));
+  CHECK(kept(l2.mask()) == std::vector<int64_t>{0, 3});
+  L1MutableChannelUnit l1(spec, number);
+  l1.set_choice(Json(2));
+  CHECK(kept(l1.mask()) == std::vector<int64_t>{1, 3});
+
+  // FPGM: the summed distance of each filter to the others, computed here pair by pair.
+  const torch::Tensor w = conv.weight.detach().flatten(1);
+  torch::Tensor distances = torch::zeros({4});
+  for (int64_t i = 0; i < 4; ++i) {
+    for (int64_t j = 0; j < 4; ++j) distances[i] += (w[i] - w[j]).pow(2).sum().sqrt();
+  }
+  channel::FPGMMutableChannelUnit fpgm(spec, number);
+  CHECK(torch::allclose(fpgm.importance(), distances, 1e-5));
+  fpgm.set_choice(Json(1));
+  CHECK(kept(fpgm.mask()) == std::vector<int64_t>{3});  // the farthest from the others
+  fpgm.set_choice(Json(3));
+  // The filter nearest the others (the geometric median's neighbour) goes first.
+  const int64_t nearest = distances.argmin().item<int64_t>();
+  std::vector<int64_t> others;
+  for (int64_t i = 0; i < 4; ++i) {
+    if (i != nearest) others.push_back(i);
+  }
+  CHECK(kept(fpgm.mask()) == others);
+
+  channel::BNScaleMutableChannelUnit scale(spec, number);
+  CHECK(torch::allclose(scale.importance(), torch::tensor({0.1f, 2.f, 0.5f, 1.f})));
+  scale.set_choice(Json(2));
+  CHECK(kept(scale.mask()) == std::vector<int64_t>{1, 3});
+  channel::BNScaleMutableChannelUnit no_bn(spec_of(4, {&conv}), number);
+  CHECK_THROWS_WITH(no_bn.importance(), Catch::Contains("no affine BatchNorm"));
+  CHECK(channel::make_unit("FPGMMutableChannelUnit", spec, number, "cfg")->type() == "FPGMMutableChannelUnit");
+  CHECK_THROWS_WITH(channel::make_unit("L3MutableChannelUnit", spec, number, "cfg"),
+                    Catch::Contains("unknown channel unit type") && Catch::Contains("BNScaleMutableChannelUnit"));
+}
+
 TEST_CASE("ChannelMutator sets ResNet-20's units by name and cuts the model to them", "[channel][mutator]") {
   torch::manual_seed(0);
   auto model = resnet20();
@@ -186,7 +239,7 @@ TEST_CASE("ChannelMutator takes units from get_channel_units.py's JSON and rejec
   CHECK_THROWS_WITH(ChannelMutatorOptions::from(Json{{"channel_unit_cfg", {{"typ", "L1MutableChannelUnit"}}}}, "m", ""),
                     Catch::Contains("m.channel_unit_cfg.typ"));
   auto unknown_type = l1_ratio_options();
-  unknown_type.unit_type = "L2MutableChannelUnit";
+  unknown_type.unit_type = "DCFFChannelUnit";
   CHECK_THROWS_WITH(ChannelMutator(unknown_type).prepare_from_supernet(*model),
-                    Catch::Contains("unknown channel unit type \"L2MutableChannelUnit\""));
+                    Catch::Contains("unknown channel unit type \"DCFFChannelUnit\""));
 }
