@@ -1,6 +1,7 @@
 #include "algorithms/pruning/ite_prune_algorithm.h"
 
 #include "algorithms/architecture_weights.h"
+#include "algorithms/pruning/group_fisher_algorithm.h"
 #include "algorithms/pruning/ite_prune_val_loop.h"
 
 #include <torch/torch.h>
@@ -152,6 +153,14 @@ Resources ItePruneAlgorithm::count() {
   return totals;
 }
 
+int64_t ItePruneAlgorithm::iteration() const { return runner_ ? runner_->train_loop().iter() : own_iteration_; }
+
+void ItePruneAlgorithm::update_ratios() {
+  const Resources totals = count();
+  flops_ratio_ = totals.flops / full_flops_;
+  params_ratio_ = totals.params / full_params_;
+}
+
 void ItePruneAlgorithm::report() {
   const Resources totals = count();
   flops_ratio_ = totals.flops / full_flops_;
@@ -282,8 +291,24 @@ ChannelMutatorOptions fix_subnet_options(Args& args, const std::string& config_d
 
 }  // namespace
 
+std::pair<std::shared_ptr<Model>, ArchitectureBuilder> build_architecture_to_prune(Args& args,
+                                                                                  const BuildContext& context,
+                                                                                  const char* who) {
+  ArchitectureBuilder build_copy = architecture_builder(args, "architecture");
+  Args architecture_args = args.sub("architecture");
+  const std::string pretrained = pretrained_checkpoint(architecture_args, "an architecture to prune");
+  auto architecture = build_model_as<Model>(architecture_args, context, "an architecture");
+  nn::assign_paths(*architecture);
+  if (!pretrained.empty()) {
+    load_architecture_weights(*architecture, pretrained, args.config(), architecture_args.where("init_cfg.checkpoint"));
+    spdlog::info("{}: pruning the model of {}", who, pretrained);
+  }
+  return {architecture, build_copy};
+}
+
 void register_pruning_algorithms() {
   register_ite_prune_val_loop();
+  register_group_fisher();
   // MMRazor's sub_model (mode "mutator"): the architecture `cfg` cut for good to the unit
   // widths of `fix_subnet`, as a plain model. With init_weight_from_supernet, init_cfg's
   // checkpoint (the full model's) is loaded before the cut, so that the units pick their
@@ -312,15 +337,7 @@ void register_pruning_algorithms() {
   });
 
   model_registry().add("ItePruneAlgorithm", [](Args& args, const BuildContext& context) {
-    ArchitectureBuilder build_copy = architecture_builder(args, "architecture");
-    Args architecture_args = args.sub("architecture");
-    const std::string pretrained = pretrained_checkpoint(architecture_args, "an architecture to prune");
-    auto architecture = build_model_as<Model>(architecture_args, context, "an architecture");
-    nn::assign_paths(*architecture);
-    if (!pretrained.empty()) {
-      load_architecture_weights(*architecture, pretrained, args.config(), architecture_args.where("init_cfg.checkpoint"));
-      spdlog::info("ItePruneAlgorithm: pruning the model of {}", pretrained);
-    }
+    auto [architecture, build_copy] = build_architecture_to_prune(args, context, "ItePruneAlgorithm");
     const std::string config_dir = config_dir_of(args);
     const Json mutator_table = args.has("mutator_cfg") ? args.raw("mutator_cfg") : Json::object();
     RAZOR_CHECK(mutator_table.is_object(), args.where("mutator_cfg"), ": expected a table");

@@ -83,13 +83,19 @@ class ItePruneAlgorithm : public BaseAlgorithm {
   /// The kept channels: a checkpoint's weights are those of this pruned model.
   void load_weights_state(const Json& state) override { load_extra_state(state); }
 
- private:
+ protected:
+  /// The current iteration: the train loop's, or this algorithm's own count without a runner.
+  int64_t iteration() const;
   /// FLOPs and params (raw) of the architecture at its current widths, on the demo input.
   Resources count();
+  /// Recomputes flops_ratio() and params_ratio() from the current widths.
+  void update_ratios();
   /// target_flops / target_params as one ratio for every unit (bisection on the ratio).
   Json target_for_share(double share, bool of_flops);
   /// Logs the widths and the ratios after a prune.
   void report();
+
+ private:
   std::unique_ptr<ChannelMutator> mutator_;
   ItePruneOptions options_;
   Runner* runner_;
@@ -100,6 +106,13 @@ class ItePruneAlgorithm : public BaseAlgorithm {
   double flops_ratio_ = 1, params_ratio_ = 1;
   int64_t own_iteration_ = 0;
 };
+
+/// A pruning algorithm's `architecture` table built, with the trained weights of its
+/// init_cfg = { type = "Pretrained", checkpoint } loaded, and a builder of untrained copies.
+/// `who` names the algorithm in the log.
+std::pair<std::shared_ptr<Model>, ArchitectureBuilder> build_architecture_to_prune(Args& args,
+                                                                                  const BuildContext& context,
+                                                                                  const char* who);
 
 void register_pruning_algorithms();
 

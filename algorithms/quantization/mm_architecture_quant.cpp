@@ -9,6 +9,7 @@
 #include "algorithms/architecture_weights.h"
 #include "algorithms/quantization/quant_loops.h"
 #include "components/nn/batch_norm.h"
+#include "components/nn/weighted_op.h"
 #include "engine/checkpoint.h"
 #include "engine/checkpoint_names.h"
 #include "engine/error.h"

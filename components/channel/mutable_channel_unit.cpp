@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "components/channel/group_fisher_channel_unit.h"
 #include "components/nn/batch_norm.h"
 #include "components/nn/weighted_op.h"
 #include "engine/error.h"
@@ -35,12 +36,20 @@ MutableChannelUnitOptions MutableChannelUnitOptions::from(const Json& args, cons
       RAZOR_CHECK(v.is_number() && v.get<double>() > 0 && v.get<double>() <= 1, where,
                   ".min_ratio: expected a number in (0, 1], got ", v.dump());
       o.min_ratio = v.get<double>();
+    } else if (key == "normalization_type") {
+      RAZOR_CHECK(v.is_string() && (v == "flops" || v == "act" || v == "none"), where,
+                  ".normalization_type: expected \"flops\", \"act\" or \"none\", got ", v.dump());
+      o.normalization_type = v.get<std::string>();
+    } else if (key == "mutate_linear") {
+      RAZOR_CHECK(v.is_boolean(), where, ".mutate_linear: expected true or false, got ", v.dump());
+      o.mutate_linear = v.get<bool>();
     } else if (key == "num_channels") {
       RAZOR_CHECK(v.is_number_integer() && v.get<int64_t>() == num_channels, where, ".num_channels: the model's unit has ",
                   num_channels, " channels, the config says ", v.dump());
     } else {
       RAZOR_CHECK(false, where, ": unknown key \"", key,
-                  "\" (a unit takes choice_mode, divisor, min_value, min_ratio, num_channels)");
+                  "\" (a unit takes choice_mode, divisor, min_value, min_ratio, num_channels; a GroupFisher "
+                  "unit also normalization_type, mutate_linear)");
     }
   }
   return o;
@@ -80,6 +89,15 @@ int64_t SequentialMutableChannelUnit::width_of(const Json& choice) const {
 void SequentialMutableChannelUnit::set_choice(const Json& choice) {
   width_ = width_of(choice);
   choice_ = choice;
+}
+
+void SequentialMutableChannelUnit::set_width(int64_t width) {
+  RAZOR_CHECK(width >= 1 && width <= spec_.num_channels, name(), ": a width must be in [1, ", spec_.num_channels,
+              "], got ", width);
+  width_ = width;
+  choice_ = options_.choice_mode == "ratio"
+                ? Json(static_cast<double>(width) / static_cast<double>(spec_.num_channels))
+                : Json(width);
 }
 
 torch::Tensor SequentialMutableChannelUnit::mask() const {
@@ -167,9 +185,12 @@ std::unique_ptr<SequentialMutableChannelUnit> make_unit(const std::string& type,
   if (type == "BNScaleMutableChannelUnit") {
     return std::make_unique<BNScaleMutableChannelUnit>(std::move(spec), std::move(options));
   }
+  if (type == "GroupFisherChannelUnit") {
+    return std::make_unique<GroupFisherChannelUnit>(std::move(spec), std::move(options));
+  }
   throw config_error(where, ": unknown channel unit type \"", type,
                      "\" (known: SequentialMutableChannelUnit, L1MutableChannelUnit, L2MutableChannelUnit, "
-                     "FPGMMutableChannelUnit, BNScaleMutableChannelUnit)");
+                     "FPGMMutableChannelUnit, BNScaleMutableChannelUnit, GroupFisherChannelUnit)");
 }
 
 }  // namespace razor::channel

@@ -26,6 +26,10 @@ struct MutableChannelUnitOptions {
   int64_t divisor = 1;
   int64_t min_value = 1;
   double min_ratio = 0.9;
+  /// GroupFisherChannelUnit's: what the Fisher information is divided by ("flops", "act",
+  /// "none"), and whether units read by a linear are pruned.
+  std::string normalization_type = "flops";
+  bool mutate_linear = false;
 
   /// From MMRazor's init args (num_channels, if given, must match the traced unit); `where`
   /// names the table in errors.
@@ -54,6 +58,9 @@ class SequentialMutableChannelUnit {
   int64_t width_of(const Json& choice) const;
   /// Sets the choice (checked as width_of does).
   void set_choice(const Json& choice);
+  /// Sets the width itself, the choice following it (width / C in ratio mode): for units
+  /// whose channels an algorithm removes one by one (GroupFisher).
+  void set_width(int64_t width);
   const Json& current_choice() const { return choice_; }
   int64_t width() const { return width_; }
   /// The full width, in this unit's mode (1.0 or C).
@@ -63,7 +70,7 @@ class SequentialMutableChannelUnit {
   virtual torch::Tensor mask() const;
 
   /// MMRazor's init args of this unit (its config_template with_init_args).
-  Json init_args() const;
+  virtual Json init_args() const;
 
  private:
   ChannelUnitSpec spec_;

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 
@@ -17,9 +18,12 @@ namespace fs = std::filesystem;
 ChannelMutatorOptions ChannelMutatorOptions::from(const Json& table, const std::string& where,
                                                   const std::string& config_dir) {
   ChannelMutatorOptions o;
+  bool unit_type_given = false;
   for (const auto& [key, v] : table.items()) {
     if (key == "type") {
-      RAZOR_CHECK(v == "ChannelMutator", where, ".type: this mutator is \"ChannelMutator\", got ", v.dump());
+      RAZOR_CHECK(v == "ChannelMutator" || v == "GroupFisherChannelMutator", where,
+                  ".type: expected \"ChannelMutator\" or \"GroupFisherChannelMutator\", got ", v.dump());
+      o.type = v.get<std::string>();
     } else if (key == "parse_cfg") {
       o.parse = channel::ChannelAnalyzer::options_from(v, where + ".parse_cfg");
     } else if (key == "channel_unit_cfg") {
@@ -29,6 +33,7 @@ ChannelMutatorOptions ChannelMutatorOptions::from(const Json& table, const std::
         if (k == "type") {
           RAZOR_CHECK(u.is_string(), at, ": expected a unit type name, got ", u.dump());
           o.unit_type = u.get<std::string>();
+          unit_type_given = true;
         } else if (k == "default_args") {
           RAZOR_CHECK(u.is_object(), at, ": expected a table, got ", u.dump());
           o.default_args = u;
@@ -54,6 +59,7 @@ ChannelMutatorOptions ChannelMutatorOptions::from(const Json& table, const std::
       RAZOR_CHECK(false, where, ": unknown key \"", key, "\" (ChannelMutator takes channel_unit_cfg, parse_cfg)");
     }
   }
+  if (o.type == "GroupFisherChannelMutator" && !unit_type_given) o.unit_type = "GroupFisherChannelUnit";
   return o;
 }
 
@@ -127,12 +133,19 @@ void ChannelMutator::load_masks(const Json& masks, const Json& choices) {
   for (const auto& [name, kept] : masks.items()) {
     const size_t index = index_of(name);
     auto& u = *units_[index];
-    u.set_choice(choices.at(name));
+    const Json& choice = choices.at(name);
+    u.set_choice(choice);
     torch::Tensor mask = torch::zeros({u.num_channels()}, torch::kBool);
     for (const auto& i : kept) {
       RAZOR_CHECK(i.is_number_integer() && i.get<int64_t>() >= 0 && i.get<int64_t>() < u.num_channels(), name,
                   ": a kept channel must be in [0, ", u.num_channels(), "), got ", i.dump());
       mask[i.get<int64_t>()] = true;
+    }
+    // A ratio set from a width (set_width) may read back one channel short in floating point.
+    const int64_t count = static_cast<int64_t>(kept.size());
+    if (u.width() != count && choice.is_number_float() &&
+        std::abs(choice.get<double>() * static_cast<double>(u.num_channels()) - static_cast<double>(count)) < 1e-6) {
+      u.set_width(count);
     }
     RAZOR_CHECK(mask.sum().item<int64_t>() == u.width(), name, ": ", mask.sum().item<int64_t>(),
                 " channels kept, its choice ", choices.at(name).dump(), " keeps ", u.width());
@@ -170,7 +183,7 @@ Json ChannelMutator::config_template(bool with_channels, bool with_init_args) co
 Json ChannelMutator::to_config() const {
   Json parse = {{"type", "ChannelAnalyzer"}, {"demo_input", options_.parse.demo_input}};
   if (!options_.parse.tracer_type.empty()) parse["tracer_type"] = options_.parse.tracer_type;
-  return {{"type", "ChannelMutator"},
+  return {{"type", options_.type},
           {"channel_unit_cfg",
            {{"type", options_.unit_type},
             {"default_args", options_.default_args},
@@ -185,6 +198,17 @@ channel::ChannelSelection ChannelMutator::selection() const {
   for (size_t i = 0; i < units_.size(); ++i) selection.keep(i, masks_[i]);
   return selection;
 }
+
+void ChannelMutator::set_mask(const std::string& name, const torch::Tensor& mask) {
+  const size_t i = index_of(name);
+  RAZOR_CHECK(mask.dim() == 1 && mask.size(0) == units_[i]->num_channels() && mask.any().item<bool>(), name,
+              ": a mask must keep some of its ", units_[i]->num_channels(), " channels");
+  masks_[i] = mask.to(torch::kBool).cpu();
+  units_[i]->set_width(masks_[i].sum().item<int64_t>());
+  apply();
+}
+
+const torch::Tensor& ChannelMutator::mask_of(const std::string& name) const { return masks_[index_of(name)]; }
 
 void ChannelMutator::apply() const { selection().apply(); }
 

@@ -17,6 +17,8 @@
 namespace razor {
 
 struct ChannelMutatorOptions {
+  /// "ChannelMutator" or "GroupFisherChannelMutator" (whose units default to GroupFisherChannelUnit).
+  std::string type = "ChannelMutator";
   /// channel_unit_cfg.type.
   std::string unit_type = "SequentialMutableChannelUnit";
   /// channel_unit_cfg.default_args: every unit's init args.
@@ -38,6 +40,7 @@ int64_t padded_width(int64_t width, int64_t channels, int64_t divisor);
 class ChannelMutator {
  public:
   explicit ChannelMutator(ChannelMutatorOptions options);
+  virtual ~ChannelMutator() = default;
   const ChannelMutatorOptions& options() const { return options_; }
 
   /// Finds the units of `architecture` (tracing its forward_tensor) and makes them mutable
@@ -66,6 +69,12 @@ class ChannelMutator {
   /// fix_subnet.json: {type, channel_unit_cfg = {type, default_args, units}, parse_cfg}.
   /// ChannelMutatorOptions::from reads it back.
   Json to_config() const;
+
+  /// Sets the kept channels of the unit named `name` itself (its width and choice follow):
+  /// an algorithm that removes channels one by one (GroupFisher).
+  void set_mask(const std::string& name, const torch::Tensor& mask);
+  /// The kept channels of the unit named `name` (bool).
+  const torch::Tensor& mask_of(const std::string& name) const;
 
   /// Every op at its units' kept channels.
   void apply() const;

@@ -14,8 +14,9 @@ With --full the float model is first trained for one epoch and float_top1, top1,
 (several minutes); without it the weights are random and only the time means anything.
 W6 "qat": the same fake-quantised model trained (observers on, BN in training mode, straight-through),
 SGD lr 0.01; train_images_per_s.
-W7 "prune": ResNet-20 inference at batch 256 (eval, inference_mode), the unpruned model and the one L1
-pruning to 70% of every channel unit leaves (every width int(0.7 C): 11, 22, 44), built at those widths;
+W7 "prune": ResNet-20 inference at batch 256 (eval, inference_mode), the unpruned model and the one
+configs/pruning/l1_resnet20_fmnist.toml's L1 pruning leaves (every width of the three stages 8, 24, 48),
+built at those widths;
 inference_images_per_s of the pruned model, the unpruned one's and their ratio.
 """
 import argparse
@@ -260,7 +261,7 @@ def main():
         values = []
         if workload == "W7":
             batch_x = torch.randn(256, 1, 28, 28).contiguous(memory_format=fmt)
-            models = [ResNetCifar(widths=(11, 22, 44)), ResNetCifar()]
+            models = [ResNetCifar(widths=(8, 24, 48)), ResNetCifar()]
             figures = [[], []]
             for r in range(args.repeats):
                 for m, model in enumerate(models):

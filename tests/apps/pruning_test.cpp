@@ -133,3 +133,43 @@ TEST_CASE("razor train/test/export --pruned: L1 pruning to half the channels, ex
             bad_log) == 2);
   CHECK(read_file(bad_log).find("an integer") != std::string::npos);
 }
+
+TEST_CASE("razor train with GroupFisherAlgorithm: one channel an iteration, checkpoints at FLOPs thresholds",
+          "[pruning]") {
+  TempDir dir;
+  const std::string float_log = dir / "float.log";
+  REQUIRE(run(razor_command("train " + kData + "quantization/tiny_float_resnet8.toml --work-dir " + (dir / "float")),
+              float_log) == 0);
+  const double float_top1 = metric(read_file(float_log), "accuracy/top1");
+  const std::string config = kData + "pruning/tiny_group_fisher_resnet8.toml";
+  const std::string pretrained = " --cfg-options 'model.architecture.init_cfg.type=\"Pretrained\"' "
+                                 "'model.architecture.init_cfg.checkpoint=\"" + (dir / "float/epoch_1.pth") + "\"'";
+  const std::string work = dir / "fisher";
+  const std::string log = work + ".log";
+  REQUIRE(run(razor_command("train " + config + " --work-dir " + work + pretrained), log) == 0);
+  const std::string text = read_file(log);
+  INFO(text);
+  // Saved as the FLOPs fell below 90% and 80%, then the pruning stopped; the run went on.
+  REQUIRE(fs::exists(work + "/flops_0.90.pth"));
+  REQUIRE(fs::exists(work + "/flops_0.80.pth"));
+  CHECK(text.find("the pruning stops") != std::string::npos);
+  CHECK(text.find("PruningStructureHook: channels kept:") != std::string::npos);
+  const double flops_ratio = metric(text, "flops_ratio");
+  CHECK(flops_ratio < 0.8);
+  CHECK(flops_ratio > 0.5);
+  CHECK(metric(text, "accuracy/top1") > float_top1 - 10);
+
+  // The threshold checkpoint is a pruned model: exported smaller, it tests as the pruner.
+  const std::string out = dir / "static";
+  const std::string export_log = dir / "export.log";
+  REQUIRE(run(razor_command("export " + config + " " + work + "/flops_0.80.pth --pruned --out " + out + pretrained),
+              export_log) == 0);
+  CHECK(read_file(export_log).find("its logits equal the pruned model's") != std::string::npos);
+  const std::string pruner_log = dir / "pruner_test.log", static_log = dir / "static_test.log";
+  REQUIRE(run(razor_command("test " + config + " " + work + "/flops_0.80.pth --work-dir " + (dir / "t1") + pretrained),
+              pruner_log) == 0);
+  REQUIRE(run(razor_command("test " + out + "/pruned.toml " + out + "/pruned.pth --work-dir " + (dir / "t2")),
+              static_log) == 0);
+  CHECK(metric(read_file(static_log), "accuracy/top1") ==
+        Approx(metric(read_file(pruner_log), "accuracy/top1")).margin(1e-3));
+}
