@@ -162,9 +162,7 @@ void ItePruneAlgorithm::update_ratios() {
 }
 
 void ItePruneAlgorithm::report() {
-  const Resources totals = count();
-  flops_ratio_ = totals.flops / full_flops_;
-  params_ratio_ = totals.params / full_params_;
+  update_ratios();
   std::string widths;
   for (const auto& unit : mutator_->units()) {
     if (unit->width() == unit->num_channels()) continue;
@@ -173,7 +171,8 @@ void ItePruneAlgorithm::report() {
   }
   spdlog::info("ItePruneAlgorithm: pruned to {:.2f}% of the FLOPs ({:.3f} M of {:.3f} M) and {:.2f}% of the params "
                "({:.3f} M of {:.3f} M); channels kept:{}",
-               100 * flops_ratio_, totals.flops / 1e6, full_flops_ / 1e6, 100 * params_ratio_, totals.params / 1e6,
+               100 * flops_ratio_, flops_ratio_ * full_flops_ / 1e6, full_flops_ / 1e6, 100 * params_ratio_,
+               params_ratio_ * full_params_ / 1e6,
                full_params_ / 1e6, widths.empty() ? " all" : widths);
 }
 

@@ -3,11 +3,13 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "components/channel/group_fisher_channel_unit.h"
 #include "components/nn/batch_norm.h"
 #include "components/nn/weighted_op.h"
 #include "engine/error.h"
+#include "engine/strings.h"
 
 namespace razor::channel {
 
@@ -168,29 +170,32 @@ torch::Tensor BNScaleMutableChannelUnit::importance() const {
   return sum / static_cast<double>(count);
 }
 
+namespace {
+
+template <class Unit>
+std::unique_ptr<SequentialMutableChannelUnit> make(ChannelUnitSpec spec, MutableChannelUnitOptions options) {
+  return std::make_unique<Unit>(std::move(spec), std::move(options));
+}
+
+}  // namespace
+
 std::unique_ptr<SequentialMutableChannelUnit> make_unit(const std::string& type, ChannelUnitSpec spec,
                                                         MutableChannelUnitOptions options, const std::string& where) {
-  if (type == "SequentialMutableChannelUnit") {
-    return std::make_unique<SequentialMutableChannelUnit>(std::move(spec), std::move(options));
+  using Factory = std::unique_ptr<SequentialMutableChannelUnit> (*)(ChannelUnitSpec, MutableChannelUnitOptions);
+  static const std::vector<std::pair<std::string, Factory>> kUnits = {
+      {"SequentialMutableChannelUnit", &make<SequentialMutableChannelUnit>},
+      {"L1MutableChannelUnit", &make<L1MutableChannelUnit>},
+      {"L2MutableChannelUnit", &make<L2MutableChannelUnit>},
+      {"FPGMMutableChannelUnit", &make<FPGMMutableChannelUnit>},
+      {"BNScaleMutableChannelUnit", &make<BNScaleMutableChannelUnit>},
+      {"GroupFisherChannelUnit", &make<GroupFisherChannelUnit>},
+  };
+  std::vector<std::string> known;
+  for (const auto& [name, factory] : kUnits) {
+    if (name == type) return factory(std::move(spec), std::move(options));
+    known.push_back(name);
   }
-  if (type == "L1MutableChannelUnit") {
-    return std::make_unique<L1MutableChannelUnit>(std::move(spec), std::move(options));
-  }
-  if (type == "L2MutableChannelUnit") {
-    return std::make_unique<L2MutableChannelUnit>(std::move(spec), std::move(options));
-  }
-  if (type == "FPGMMutableChannelUnit") {
-    return std::make_unique<FPGMMutableChannelUnit>(std::move(spec), std::move(options));
-  }
-  if (type == "BNScaleMutableChannelUnit") {
-    return std::make_unique<BNScaleMutableChannelUnit>(std::move(spec), std::move(options));
-  }
-  if (type == "GroupFisherChannelUnit") {
-    return std::make_unique<GroupFisherChannelUnit>(std::move(spec), std::move(options));
-  }
-  throw config_error(where, ": unknown channel unit type \"", type,
-                     "\" (known: SequentialMutableChannelUnit, L1MutableChannelUnit, L2MutableChannelUnit, "
-                     "FPGMMutableChannelUnit, BNScaleMutableChannelUnit, GroupFisherChannelUnit)");
+  throw config_error(where, ": unknown channel unit type \"", type, "\" (known: ", join(known, ", "), ")");
 }
 
 }  // namespace razor::channel

@@ -22,19 +22,29 @@ const std::string kData = std::string(RAZOR_SOURCE_DIR) + "/tests/data/configs/"
 /// "FLOPs: X M" of `razor analyze`'s output.
 double analyzed_flops(const std::string& text) { return metric(text, "FLOPs"); }
 
+/// Trains the tiny float ResNet-8 into `dir`/float; returns its top-1.
+double train_float(const TempDir& dir) {
+  const std::string log = dir / "float.log";
+  REQUIRE(run(razor_command("train " + kData + "quantization/tiny_float_resnet8.toml --work-dir " + (dir / "float")),
+              log) == 0);
+  return metric(read_file(log), "accuracy/top1");
+}
+
+/// --cfg-options loading that model as the architecture to prune.
+std::string pretrained_option(const TempDir& dir) {
+  return " --cfg-options 'model.architecture.init_cfg.type=\"Pretrained\"' "
+         "'model.architecture.init_cfg.checkpoint=\"" + (dir / "float/epoch_1.pth") + "\"'";
+}
+
 }  // namespace
 
 TEST_CASE("razor train/test/export --pruned: L1 pruning to half the channels, exported smaller", "[pruning]") {
   TempDir dir;
-  const std::string float_log = dir / "float.log";
-  REQUIRE(run(razor_command("train " + kData + "quantization/tiny_float_resnet8.toml --work-dir " + (dir / "float")),
-              float_log) == 0);
-  const double float_top1 = metric(read_file(float_log), "accuracy/top1");
+  const double float_top1 = train_float(dir);
   REQUIRE(float_top1 > 60);
 
   const std::string config = kData + "pruning/tiny_l1_resnet8.toml";
-  const std::string pretrained = " --cfg-options 'model.architecture.init_cfg.type=\"Pretrained\"' "
-                                 "'model.architecture.init_cfg.checkpoint=\"" + (dir / "float/epoch_1.pth") + "\"'";
+  const std::string pretrained = pretrained_option(dir);
   const std::string work = dir / "pruned";
   const std::string log = work + ".log";
   REQUIRE(run(razor_command("train " + config + " --work-dir " + work + pretrained), log) == 0);
@@ -137,13 +147,9 @@ TEST_CASE("razor train/test/export --pruned: L1 pruning to half the channels, ex
 TEST_CASE("razor train with GroupFisherAlgorithm: one channel an iteration, checkpoints at FLOPs thresholds",
           "[pruning]") {
   TempDir dir;
-  const std::string float_log = dir / "float.log";
-  REQUIRE(run(razor_command("train " + kData + "quantization/tiny_float_resnet8.toml --work-dir " + (dir / "float")),
-              float_log) == 0);
-  const double float_top1 = metric(read_file(float_log), "accuracy/top1");
+  const double float_top1 = train_float(dir);
   const std::string config = kData + "pruning/tiny_group_fisher_resnet8.toml";
-  const std::string pretrained = " --cfg-options 'model.architecture.init_cfg.type=\"Pretrained\"' "
-                                 "'model.architecture.init_cfg.checkpoint=\"" + (dir / "float/epoch_1.pth") + "\"'";
+  const std::string pretrained = pretrained_option(dir);
   const std::string work = dir / "fisher";
   const std::string log = work + ".log";
   REQUIRE(run(razor_command("train " + config + " --work-dir " + work + pretrained), log) == 0);
