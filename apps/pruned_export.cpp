@@ -37,6 +37,8 @@ PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& ch
   auto* pruner = dynamic_cast<ItePruneAlgorithm*>(&runner->model());
   RAZOR_CHECK(pruner, config->file, ": --pruned exports a pruning algorithm's model (model.type = "
               "\"ItePruneAlgorithm\"); this config's model is not one");
+  const std::string why_not = pruner->not_exportable_because();
+  RAZOR_CHECK(why_not.empty(), config->file, ": ", why_not);
   Model& architecture = pruner->architecture();
   ChannelMutator& mutator = pruner->mutator();
   const auto demo_shape = mutator.options().parse.demo_input;
@@ -63,7 +65,11 @@ PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& ch
                        {"mode", "mutator"},
                        {"demo_input", demo_shape}};
   for (const char* key : {"load_from", "resume"}) tree.erase(key);
-  if (tree.contains("val_cfg") && tree["val_cfg"].value("type", "") == "ItePruneValLoop") tree.erase("val_cfg");
+  // The loops that need the pruning algorithm give way to the plain ones.
+  for (const char* loop : {"val_cfg", "test_cfg"}) {
+    const std::string type = tree.contains(loop) ? tree[loop].value("type", "") : "";
+    if (type == "ItePruneValLoop" || type == "SlimmableValLoop" || type == "SlimmableTestLoop") tree.erase(loop);
+  }
   auto exported = std::make_shared<Config>(*config);
   exported->tree = tree;
   Args model_args(exported->tree.at("model"), "model", exported);
@@ -80,9 +86,10 @@ PrunedExport export_pruned(std::shared_ptr<Config> config, const std::string& ch
                                 }).totals.flops;
   report.pruned_params = parameter_count(*static_model);
 
-  // Full width: what the algorithm counted before pruning; its weights are still whole.
+  // Full width: what the algorithm counted before pruning (not a slimmable network's
+  // per-width BatchNorms).
   report.full_flops = pruner->full_flops();
-  report.full_params = parameter_count(architecture);
+  report.full_params = static_cast<int64_t>(pruner->full_params());
 
   fs::create_directories(out_dir);
   report.config = (fs::path(out_dir) / "pruned.toml").string();

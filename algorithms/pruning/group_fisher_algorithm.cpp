@@ -89,8 +89,7 @@ void GroupFisherAlgorithm::load_extra_state(const Json& state) {
 void register_group_fisher() {
   model_registry().add("GroupFisherAlgorithm", [](Args& args, const BuildContext& context) {
     auto [architecture, build_copy] = build_architecture_to_prune(args, context, "GroupFisherAlgorithm");
-    const std::string config_dir =
-        args.config() ? std::filesystem::path(args.config()->file).parent_path().string() : std::string();
+    const std::string config_dir = config_dir_of(args);
     Json table = args.has("mutator") ? args.raw("mutator") : Json::object();
     RAZOR_CHECK(table.is_object(), args.where("mutator"), ": expected a table");
     if (!table.contains("type")) table["type"] = "GroupFisherChannelMutator";

@@ -3,6 +3,7 @@
 #include "algorithms/architecture_weights.h"
 #include "algorithms/pruning/group_fisher_algorithm.h"
 #include "algorithms/pruning/ite_prune_val_loop.h"
+#include "algorithms/pruning/slimmable_network.h"
 
 #include <torch/torch.h>
 
@@ -39,10 +40,15 @@ ItePruneAlgorithm::ItePruneAlgorithm(std::shared_ptr<Model> architecture, std::u
     // An unknown unit is an error naming the nearest; so is a choice of the wrong kind or range.
     (void)mutator_->unit(name).width_of(value);
   }
-  // FLOPs and params at full width, for the ratios reported at each prune.
+  // FLOPs and params at full width (whatever widths the units start at), for the ratios.
+  channel::ChannelSelection full_width = mutator_->selection();
+  full_width.keep_all();
+  full_width.apply();
   const Resources full = count();
+  mutator_->apply();
   full_flops_ = full.flops;
   full_params_ = full.params;
+  update_ratios();
   const bool by_flops = options_.target_flops > 0;
   if (by_flops || options_.target_params > 0) {
     RAZOR_CHECK(options_.target.empty() && !(by_flops && options_.target_params > 0),
@@ -112,9 +118,10 @@ std::shared_ptr<Model> ItePruneAlgorithm::static_architecture(int64_t divisor) c
     ~RestoreGenerator() { generator.set_state(state); }
   } restore;
   std::shared_ptr<Model> copy = build_copy_();
-  load_state_dict(*copy, state_dict(*architecture_), /*strict=*/true, "the pruned architecture");
+  // The units first: they may add state the weights fill (a slimmable unit's BatchNorms).
   ChannelMutator cut(mutator_->options());
   cut.prepare_from_supernet(*copy);
+  load_state_dict(*copy, state_dict(*architecture_), /*strict=*/true, "the pruned architecture");
   cut.load_masks(mutator_->current_masks(), mutator_->current_choices());
   cut.make_static(divisor);
   copy->eval();
@@ -239,10 +246,6 @@ Json table_or_file(Args& args, const std::string& key, const std::string& config
   }
 }
 
-std::string config_dir_of(const Args& args) {
-  return args.config() ? fs::path(args.config()->file).parent_path().string() : std::string();
-}
-
 /// The checkpoint of MMRazor's init_cfg = { type = "Pretrained", checkpoint = ... } in
 /// `args` (the architecture takes no init_cfg itself); empty if there is none.
 std::string pretrained_checkpoint(Args& args, const char* purpose) {
@@ -290,6 +293,10 @@ ChannelMutatorOptions fix_subnet_options(Args& args, const std::string& config_d
 
 }  // namespace
 
+std::string config_dir_of(const Args& args) {
+  return args.config() ? fs::path(args.config()->file).parent_path().string() : std::string();
+}
+
 std::pair<std::shared_ptr<Model>, ArchitectureBuilder> build_architecture_to_prune(Args& args,
                                                                                   const BuildContext& context,
                                                                                   const char* who) {
@@ -308,6 +315,7 @@ std::pair<std::shared_ptr<Model>, ArchitectureBuilder> build_architecture_to_pru
 void register_pruning_algorithms() {
   register_ite_prune_val_loop();
   register_group_fisher();
+  register_slimmable_network();
   // MMRazor's sub_model (mode "mutator"): the architecture `cfg` cut for good to the unit
   // widths of `fix_subnet`, as a plain model. With init_weight_from_supernet, init_cfg's
   // checkpoint (the full model's) is loaded before the cut, so that the units pick their

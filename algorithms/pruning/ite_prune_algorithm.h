@@ -26,6 +26,7 @@
 // (MMRazor recomputes L1 masks from the later weights).
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "algorithms/base_algorithm.h"
 #include "components/estimators/resource_estimator.h"
@@ -77,6 +78,8 @@ class ItePruneAlgorithm : public BaseAlgorithm {
   /// channels read by zero weights (ChannelMutator::make_static): the same function. Needs
   /// the builder given at construction.
   std::shared_ptr<Model> static_architecture(int64_t divisor = 1) const;
+  /// Why static_architecture() would not be the model to export (empty: it is).
+  virtual std::string not_exportable_because() const { return {}; }
 
   Json extra_state() const override;
   void load_extra_state(const Json& state) override;
@@ -113,6 +116,9 @@ class ItePruneAlgorithm : public BaseAlgorithm {
 std::pair<std::shared_ptr<Model>, ArchitectureBuilder> build_architecture_to_prune(Args& args,
                                                                                   const BuildContext& context,
                                                                                   const char* who);
+
+/// The folder of the config `args` come from ("" without one): where relative files resolve.
+std::string config_dir_of(const Args& args);
 
 void register_pruning_algorithms();
 

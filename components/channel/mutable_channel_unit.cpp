@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "components/channel/group_fisher_channel_unit.h"
@@ -22,8 +23,10 @@ int64_t make_divisible(double value, int64_t divisor, int64_t min_value, double 
 }
 
 MutableChannelUnitOptions MutableChannelUnitOptions::from(const Json& args, const std::string& where,
-                                                          int64_t num_channels) {
+                                                          int64_t num_channels, const std::string& unit_type) {
   MutableChannelUnitOptions o;
+  // MMRazor's defaults: OneShot units choose by ratio (candidates [0.5, 1.0]).
+  if (unit_type == "OneShotMutableChannelUnit") o.choice_mode = "ratio";
   RAZOR_CHECK(args.is_object(), where, ": expected a table of unit arguments, got ", args.dump());
   for (const auto& [key, v] : args.items()) {
     if (key == "choice_mode") {
@@ -45,13 +48,19 @@ MutableChannelUnitOptions MutableChannelUnitOptions::from(const Json& args, cons
     } else if (key == "mutate_linear") {
       RAZOR_CHECK(v.is_boolean(), where, ".mutate_linear: expected true or false, got ", v.dump());
       o.mutate_linear = v.get<bool>();
+    } else if (key == "candidate_choices") {
+      RAZOR_CHECK(v.is_array() && !v.empty(), where, ".candidate_choices: expected a list of widths, got ", v.dump());
+      for (const auto& c : v) {
+        RAZOR_CHECK(c.is_number(), where, ".candidate_choices: expected numbers, got ", c.dump());
+      }
+      o.candidate_choices = v;
     } else if (key == "num_channels") {
       RAZOR_CHECK(v.is_number_integer() && v.get<int64_t>() == num_channels, where, ".num_channels: the model's unit has ",
                   num_channels, " channels, the config says ", v.dump());
     } else {
       RAZOR_CHECK(false, where, ": unknown key \"", key,
                   "\" (a unit takes choice_mode, divisor, min_value, min_ratio, num_channels; a GroupFisher "
-                  "unit also normalization_type, mutate_linear)");
+                  "unit also normalization_type, mutate_linear; OneShot and Slimmable units candidate_choices)");
     }
   }
   return o;
@@ -63,8 +72,18 @@ SequentialMutableChannelUnit::SequentialMutableChannelUnit(ChannelUnitSpec spec,
   width_ = spec_.num_channels;
 }
 
-Json SequentialMutableChannelUnit::max_choice() const {
-  return options_.choice_mode == "ratio" ? Json(1.0) : Json(spec_.num_channels);
+Json SequentialMutableChannelUnit::max_choice() const { return choice_of_width(spec_.num_channels); }
+
+Json SequentialMutableChannelUnit::min_choice() const { return choice_of_width(1); }
+
+Json SequentialMutableChannelUnit::sample_choice(at::Generator& generator) const {
+  return choice_of_width(torch::randint(1, spec_.num_channels + 1, {1}, generator, torch::kLong).item<int64_t>());
+}
+
+Json SequentialMutableChannelUnit::choice_of_width(int64_t width) const {
+  if (options_.choice_mode != "ratio") return Json(width);
+  return width == spec_.num_channels ? Json(1.0)
+                                     : Json(static_cast<double>(width) / static_cast<double>(spec_.num_channels));
 }
 
 int64_t SequentialMutableChannelUnit::width_of(const Json& choice) const {
@@ -97,9 +116,7 @@ void SequentialMutableChannelUnit::set_width(int64_t width) {
   RAZOR_CHECK(width >= 1 && width <= spec_.num_channels, name(), ": a width must be in [1, ", spec_.num_channels,
               "], got ", width);
   width_ = width;
-  choice_ = options_.choice_mode == "ratio"
-                ? Json(static_cast<double>(width) / static_cast<double>(spec_.num_channels))
-                : Json(width);
+  choice_ = choice_of_width(width);
 }
 
 torch::Tensor SequentialMutableChannelUnit::mask() const {
@@ -170,6 +187,87 @@ torch::Tensor BNScaleMutableChannelUnit::importance() const {
   return sum / static_cast<double>(count);
 }
 
+OneShotMutableChannelUnit::OneShotMutableChannelUnit(ChannelUnitSpec spec, MutableChannelUnitOptions options)
+    : SequentialMutableChannelUnit(std::move(spec), std::move(options)) {
+  const MutableChannelUnitOptions& o = this->options();
+  const bool ratio = o.choice_mode == "ratio";
+  Json given = o.candidate_choices;
+  if (given.is_null()) {
+    RAZOR_CHECK(ratio, name(), ": a ", type(), " in number mode needs candidate_choices (channel counts)");
+    given = Json::array({0.5, 1.0});
+  }
+  const auto c = static_cast<double>(num_channels());
+  std::vector<std::pair<int64_t, double>> sorted;
+  for (const auto& choice : given) {
+    if (ratio) {
+      RAZOR_CHECK(choice.is_number_float() && choice.get<double>() > 0 && choice.get<double>() <= 1, name(),
+                  ": in ratio mode a candidate is a ratio in (0, 1], got ", choice.dump());
+    } else {
+      RAZOR_CHECK(choice.is_number_integer() && choice.get<int64_t>() >= 1 && choice.get<int64_t>() <= num_channels(),
+                  name(), ": in number mode a candidate is a channel count in [1, ", num_channels(), "], got ",
+                  choice.dump());
+    }
+    // As MMRazor's: every candidate made divisible (rounded to the nearest multiple), then sorted.
+    const double value = ratio ? choice.get<double>() * c : choice.get<double>();
+    sorted.emplace_back(std::min(num_channels(), make_divisible(value, o.divisor, o.min_value, o.min_ratio)),
+                        choice.get<double>());
+  }
+  std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [width, given_value] : sorted) {
+    widths_.push_back(width);
+    given_.push_back(given_value);
+    candidates_.push_back(choice_of_width(width));
+  }
+  set_width(widths_.back());
+}
+
+Json OneShotMutableChannelUnit::max_choice() const { return candidates_.back(); }
+
+Json OneShotMutableChannelUnit::min_choice() const { return candidates_.front(); }
+
+Json OneShotMutableChannelUnit::sample_choice(at::Generator& generator) const {
+  const auto n = static_cast<int64_t>(candidates_.size());
+  return candidates_[static_cast<size_t>(torch::randint(n, {1}, generator, torch::kLong).item<int64_t>())];
+}
+
+void OneShotMutableChannelUnit::set_choice(const Json& choice) {
+  // A candidate as the config gave it, as it was made divisible, or any choice of its width.
+  const int64_t width = width_of(choice);
+  const double value = choice.get<double>();
+  for (size_t i = 0; i < widths_.size(); ++i) {
+    if (widths_[i] == width || std::abs(value - given_[i]) < 1e-9 ||
+        std::abs(value - candidates_[i].get<double>()) < 1e-9) {
+      set_width(widths_[i]);
+      return;
+    }
+  }
+  std::vector<std::string> listed;
+  for (const auto& c : candidates_) listed.push_back(c.dump());
+  throw config_error(name(), ": ", choice.dump(), " is not one of the unit's candidate_choices [", join(listed, ", "),
+                     "]");
+}
+
+Json OneShotMutableChannelUnit::init_args() const {
+  Json args = SequentialMutableChannelUnit::init_args();
+  args["candidate_choices"] = candidates_;
+  return args;
+}
+
+void SlimmableChannelUnit::prepare_for_pruning() {
+  std::vector<int64_t> narrower;
+  for (const int64_t w : candidate_widths()) {
+    if (w < num_channels() && (narrower.empty() || narrower.back() != w)) narrower.push_back(w);
+  }
+  for (const auto& c : spec().output_related) {
+    auto* bn = dynamic_cast<nn::BatchNorm2d*>(c.module);
+    if (!bn) continue;
+    RAZOR_CHECK(c.start == 0 && c.end == bn->num_features(), name(), ": ", c.name, " normalises channels [", c.start,
+                ", ", c.end, ") of its ", bn->num_features(), " for this unit; a slimmable unit needs BatchNorms "
+                "of its own channels alone");
+    bn->set_candidate_widths(narrower);
+  }
+}
+
 namespace {
 
 template <class Unit>
@@ -188,6 +286,8 @@ std::unique_ptr<SequentialMutableChannelUnit> make_unit(const std::string& type,
       {"L2MutableChannelUnit", &make<L2MutableChannelUnit>},
       {"FPGMMutableChannelUnit", &make<FPGMMutableChannelUnit>},
       {"BNScaleMutableChannelUnit", &make<BNScaleMutableChannelUnit>},
+      {"OneShotMutableChannelUnit", &make<OneShotMutableChannelUnit>},
+      {"SlimmableChannelUnit", &make<SlimmableChannelUnit>},
       {"GroupFisherChannelUnit", &make<GroupFisherChannelUnit>},
   };
   std::vector<std::string> known;

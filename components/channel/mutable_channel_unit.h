@@ -10,10 +10,17 @@
 //   FPGMMutableChannelUnit: each filter's summed distance to the others (FPGM, He et al.
 //     2019: the filters nearest the geometric median are the most replaceable, pruned first);
 //   BNScaleMutableChannelUnit: |gamma| of the unit's BatchNorms (network slimming).
+//   OneShotMutableChannelUnit: a prefix whose width is one of `candidate_choices` (made
+//     divisible and sorted, duplicates kept), sampled uniformly: weight-sharing width search;
+//   SlimmableChannelUnit: a OneShot unit whose BatchNorms keep statistics and affine
+//     parameters of their own at each candidate width (SwitchableBatchNorm2d).
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include <ATen/core/Generator.h>
 
 #include "components/channel/channel_analyzer.h"
 #include "engine/config.h"
@@ -30,10 +37,15 @@ struct MutableChannelUnitOptions {
   /// "none"), and whether units read by a linear are pruned.
   std::string normalization_type = "flops";
   bool mutate_linear = false;
+  /// OneShot and Slimmable units': the widths to choose from, in choice_mode (null: the
+  /// unit type's default).
+  Json candidate_choices;
 
-  /// From MMRazor's init args (num_channels, if given, must match the traced unit); `where`
-  /// names the table in errors.
-  static MutableChannelUnitOptions from(const Json& args, const std::string& where, int64_t num_channels);
+  /// From MMRazor's init args (num_channels, if given, must match the traced unit) for a unit
+  /// of `unit_type` (whose defaults apply: OneShot units choose by ratio); `where` names the
+  /// table in errors.
+  static MutableChannelUnitOptions from(const Json& args, const std::string& where, int64_t num_channels,
+                                        const std::string& unit_type = "SequentialMutableChannelUnit");
 };
 
 /// MMRazor's make_divisible: `value` rounded to a multiple of `divisor` (at least min_value,
@@ -57,20 +69,32 @@ class SequentialMutableChannelUnit {
   /// read as 1.0 or as one channel), as is anything out of range.
   int64_t width_of(const Json& choice) const;
   /// Sets the choice (checked as width_of does).
-  void set_choice(const Json& choice);
+  virtual void set_choice(const Json& choice);
   /// Sets the width itself, the choice following it (width / C in ratio mode): for units
   /// whose channels an algorithm removes one by one (GroupFisher).
   void set_width(int64_t width);
   const Json& current_choice() const { return choice_; }
   int64_t width() const { return width_; }
   /// The full width, in this unit's mode (1.0 or C).
-  Json max_choice() const;
+  virtual Json max_choice() const;
+  /// The narrowest choice (1 channel, or the first candidate).
+  virtual Json min_choice() const;
+  /// A choice drawn from `generator`: a width uniform in [1, C], or a uniform candidate.
+  virtual Json sample_choice(at::Generator& generator) const;
+
+  /// What the unit changes in its ops once, after the mutator has made it (a slimmable unit:
+  /// its BatchNorms' per-width copies).
+  virtual void prepare_for_pruning() {}
 
   /// Which channels are kept at the current width: a bool tensor of num_channels.
   virtual torch::Tensor mask() const;
 
   /// MMRazor's init args of this unit (its config_template with_init_args).
   virtual Json init_args() const;
+
+ protected:
+  /// The choice in the unit's mode that keeps `width` channels (width / C as a ratio).
+  Json choice_of_width(int64_t width) const;
 
  private:
   ChannelUnitSpec spec_;
@@ -127,8 +151,50 @@ class BNScaleMutableChannelUnit : public ImportanceChannelUnit {
   torch::Tensor importance() const override;
 };
 
+/// MMRazor's OneShotMutableChannelUnit: the first k channels, k one of the candidates.
+class OneShotMutableChannelUnit : public SequentialMutableChannelUnit {
+ public:
+  /// `candidate_choices` default to [0.5, 1.0] in ratio mode; each is made divisible as a
+  /// choice is, then they are sorted (a ratio candidate is stored as its width / C).
+  OneShotMutableChannelUnit(ChannelUnitSpec spec, MutableChannelUnitOptions options);
+  std::string type() const override { return "OneShotMutableChannelUnit"; }
+
+  const std::vector<Json>& candidate_choices() const { return candidates_; }
+  /// Each candidate's width, in the same order.
+  const std::vector<int64_t>& candidate_widths() const { return widths_; }
+  /// The last (widest) candidate, and the first.
+  Json max_choice() const override;
+  Json min_choice() const override;
+  /// A uniformly drawn candidate.
+  Json sample_choice(at::Generator& generator) const override;
+  Json init_args() const override;
+
+  /// A choice must be one of the candidates (matched by its width, so that a ratio need not
+  /// be bit-equal); anything else is an error listing them.
+  void set_choice(const Json& choice) override;
+
+ private:
+  std::vector<Json> candidates_;
+  std::vector<int64_t> widths_;
+  /// Each candidate as the config gave it.
+  std::vector<double> given_;
+};
+
+/// MMRazor's SlimmableChannelUnit: a OneShot unit (number mode by default) whose BatchNorms
+/// get one BatchNorm per candidate width narrower than the full one (SwitchableBatchNorm2d),
+/// so every width of a slimmable network normalises with statistics of its own.
+class SlimmableChannelUnit : public OneShotMutableChannelUnit {
+ public:
+  using OneShotMutableChannelUnit::OneShotMutableChannelUnit;
+  std::string type() const override { return "SlimmableChannelUnit"; }
+  /// Gives each output-side BatchNorm its per-width copies; a BatchNorm that the unit covers
+  /// only in part (a concat's slice) is an error naming it.
+  void prepare_for_pruning() override;
+};
+
 /// A unit of MMRazor's type name ("SequentialMutableChannelUnit", "L1MutableChannelUnit",
-/// and razor's L2, FPGM and BNScale units); an unknown type is an error listing the known ones.
+/// "OneShotMutableChannelUnit", "SlimmableChannelUnit", "GroupFisherChannelUnit", and
+/// razor's L2, FPGM and BNScale units); an unknown type is an error listing the known ones.
 std::unique_ptr<SequentialMutableChannelUnit> make_unit(const std::string& type, ChannelUnitSpec spec,
                                                         MutableChannelUnitOptions options,
                                                         const std::string& where);

@@ -15,14 +15,27 @@ namespace razor {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+/// Each mutator type and the unit type it makes unless channel_unit_cfg.type says otherwise.
+const std::map<std::string, std::string> kDefaultUnitType = {
+    {"ChannelMutator", "SequentialMutableChannelUnit"},
+    {"OneShotChannelMutator", "OneShotMutableChannelUnit"},
+    {"SlimmableChannelMutator", "SlimmableChannelUnit"},
+    {"GroupFisherChannelMutator", "GroupFisherChannelUnit"},
+};
+
+}  // namespace
+
 ChannelMutatorOptions ChannelMutatorOptions::from(const Json& table, const std::string& where,
                                                   const std::string& config_dir) {
   ChannelMutatorOptions o;
   bool unit_type_given = false;
   for (const auto& [key, v] : table.items()) {
     if (key == "type") {
-      RAZOR_CHECK(v == "ChannelMutator" || v == "GroupFisherChannelMutator", where,
-                  ".type: expected \"ChannelMutator\" or \"GroupFisherChannelMutator\", got ", v.dump());
+      RAZOR_CHECK(v.is_string() && kDefaultUnitType.count(v.get<std::string>()), where,
+                  ".type: expected one of ChannelMutator, OneShotChannelMutator, SlimmableChannelMutator, "
+                  "GroupFisherChannelMutator; got ", v.dump());
       o.type = v.get<std::string>();
     } else if (key == "parse_cfg") {
       o.parse = channel::ChannelAnalyzer::options_from(v, where + ".parse_cfg");
@@ -59,7 +72,7 @@ ChannelMutatorOptions ChannelMutatorOptions::from(const Json& table, const std::
       RAZOR_CHECK(false, where, ": unknown key \"", key, "\" (ChannelMutator takes channel_unit_cfg, parse_cfg)");
     }
   }
-  if (o.type == "GroupFisherChannelMutator" && !unit_type_given) o.unit_type = "GroupFisherChannelUnit";
+  if (!unit_type_given) o.unit_type = kDefaultUnitType.at(o.type);
   return o;
 }
 
@@ -79,8 +92,10 @@ void ChannelMutator::prepare_from_supernet(Model& architecture) {
       if (listed->contains("init_args")) args.update((*listed)["init_args"]);
     }
     const std::string where = "channel_unit_cfg.units." + spec.name;
-    auto unit = channel::make_unit(options_.unit_type, spec,
-                                   channel::MutableChannelUnitOptions::from(args, where, spec.num_channels), where);
+    auto unit = channel::make_unit(
+        options_.unit_type, spec,
+        channel::MutableChannelUnitOptions::from(args, where, spec.num_channels, options_.unit_type), where);
+    unit->prepare_for_pruning();
     if (listed && listed->contains("choice")) unit->set_choice((*listed)["choice"]);
     index[spec.name] = units_.size();
     masks_.push_back(unit->mask());
@@ -117,6 +132,35 @@ void ChannelMutator::set_choices(const Json& choices) {
     masks_[i] = units_[i]->mask();
   }
   apply();
+}
+
+Json ChannelMutator::sample_choices(const std::string& kind, at::Generator& generator) const {
+  RAZOR_CHECK(kind == "max" || kind == "min" || kind == "random", "channel choices: the kinds to sample are \"max\", "
+              "\"min\" and \"random\", got \"", kind, "\"");
+  Json out = Json::object();
+  for (const auto& u : units_) {
+    out[u->name()] = kind == "max" ? u->max_choice() : kind == "min" ? u->min_choice() : u->sample_choice(generator);
+  }
+  return out;
+}
+
+std::vector<Json> ChannelMutator::subnets() const {
+  size_t count = 0;
+  for (const auto& u : units_) {
+    const auto* one_shot = dynamic_cast<const channel::OneShotMutableChannelUnit*>(u.get());
+    RAZOR_CHECK(one_shot, u->name(), ": the subnets of a slimmable network are its units' candidate_choices; a ",
+                u->type(), " has none");
+    const size_t n = one_shot->candidate_choices().size();
+    RAZOR_CHECK(count == 0 || n == count, u->name(), ": has ", n, " candidate_choices, the units before it ", count,
+                "; the i-th subnet takes every unit's i-th candidate, so all need as many");
+    count = n;
+  }
+  std::vector<Json> out(count, Json::object());
+  for (const auto& u : units_) {
+    const auto& candidates = static_cast<const channel::OneShotMutableChannelUnit&>(*u).candidate_choices();
+    for (size_t i = 0; i < count; ++i) out[i][u->name()] = candidates[i];
+  }
+  return out;
 }
 
 Json ChannelMutator::current_masks() const {

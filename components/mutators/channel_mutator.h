@@ -17,7 +17,9 @@
 namespace razor {
 
 struct ChannelMutatorOptions {
-  /// "ChannelMutator" or "GroupFisherChannelMutator" (whose units default to GroupFisherChannelUnit).
+  /// "ChannelMutator", "OneShotChannelMutator", "SlimmableChannelMutator" or
+  /// "GroupFisherChannelMutator": which unit type channel_unit_cfg.type defaults to
+  /// (Sequential, OneShot, Slimmable, GroupFisher).
   std::string type = "ChannelMutator";
   /// channel_unit_cfg.type.
   std::string unit_type = "SequentialMutableChannelUnit";
@@ -61,6 +63,12 @@ class ChannelMutator {
   /// Restores current_masks() (and the choices beside them), then applies them.
   void load_masks(const Json& masks, const Json& choices);
   Json current_choices() const;
+  /// {unit name: choice} of `kind` "max", "min" or "random" (each unit's own draw from
+  /// `generator`: a candidate of a OneShot unit, any width of another).
+  Json sample_choices(const std::string& kind, at::Generator& generator) const;
+  /// MMRazor's SlimmableChannelMutator.subnets: the i-th takes every unit's i-th candidate
+  /// (sorted); every unit must be a OneShot one with as many candidates.
+  std::vector<Json> subnets() const;
   /// {unit name: the full width in its mode}.
   Json choice_template() const;
   /// {unit name: {"init_args", "channels", "choice"}}, each part as get_channel_units.py's -i and -c.

@@ -103,32 +103,82 @@ BatchNorm2d::BatchNorm2d(int64_t num_features, double eps, double momentum, bool
   num_batches_tracked = register_buffer("num_batches_tracked", torch::zeros({}, torch::kLong));
 }
 
+BatchNorm2d::ActiveTensors BatchNorm2d::active_tensors() const {
+  if (!active_.defined()) return {weight, bias, running_mean, running_var, false, nullptr};
+  const int64_t width = active_.size(0);
+  if (!candidates_.empty()) {
+    const auto found = candidates_.find(width);
+    RAZOR_CHECK(found != candidates_.end() && active_is_prefix_, path(),
+                ": a switchable BatchNorm normalises the first channels at one of its widths; it has no BatchNorm "
+                "for these ", width, " active channels");
+    BatchNorm2d& c = *found->second;
+    return {c.weight, c.bias, c.running_mean, c.running_var, false, &c};
+  }
+  auto pick = [&](const torch::Tensor& t) { return t.defined() ? t.index_select(0, active_) : t; };
+  return {pick(weight), pick(bias), pick(running_mean), pick(running_var), true, nullptr};
+}
+
 torch::Tensor BatchNorm2d::forward(const torch::Tensor& input) {
   const bool training = is_training();
   // A new tensor on the same storage, so the dataflow tracer still sees the BN as a node.
   if (folded_ && !training) return at::alias(input);
-  if (training) num_batches_tracked.add_(1);
-  // At a dynamic width: the active channels' parameters and statistics, copies that the
-  // kernels update and that are written back below.
-  auto pick = [&](const torch::Tensor& t) { return active_.defined() && t.defined() ? t.index_select(0, active_) : t; };
-  const torch::Tensor w = pick(weight), b = pick(bias);
-  torch::Tensor mean = pick(running_mean), var = pick(running_var);
+  // At a dynamic width: the active channels' parameters and statistics (copies that the
+  // kernels update and that are written back below, or a candidate BatchNorm's own).
+  const ActiveTensors t = active_tensors();
+  if (training) {
+    num_batches_tracked.add_(1);
+    if (t.candidate) t.candidate->num_batches_tracked.add_(1);
+  }
+  torch::Tensor mean = t.running_mean, var = t.running_var;
   torch::Tensor out;
   if (training && sync_across_ranks_) {
     // The synchronised kernel wants a weight and bias: without affine, the identity, not trained.
     const auto options = input.options();
     const int64_t c = input.size(1);
-    out = affine_ ? sync_batch_norm(input, w, b, mean, var, eps_, momentum_)
+    out = affine_ ? sync_batch_norm(input, t.weight, t.bias, mean, var, eps_, momentum_)
                   : sync_batch_norm(input, torch::ones({c}, options), torch::zeros({c}, options), mean, var, eps_,
                                     momentum_);
   } else {
-    out = torch::batch_norm(input, w, b, mean, var, training, momentum_, eps_, /*cudnn_enabled=*/true);
+    out = torch::batch_norm(input, t.weight, t.bias, mean, var, training, momentum_, eps_, /*cudnn_enabled=*/true);
   }
-  if (training && active_.defined()) {
+  if (training && t.sliced) {
     torch::NoGradGuard no_grad;
     running_mean.index_copy_(0, active_, mean);
     running_var.index_copy_(0, active_, var);
   }
+  return out;
+}
+
+void BatchNorm2d::set_candidate_widths(const std::vector<int64_t>& widths) {
+  if (candidate_holder_) {
+    unregister_module("candidate_bn");
+    candidate_holder_.reset();
+    candidates_.clear();
+  }
+  if (widths.empty()) return;
+  candidate_holder_ = register_module("candidate_bn", std::make_shared<Module>("ModuleDict"));
+  for (const int64_t w : widths) {
+    RAZOR_CHECK(w >= 1 && w < num_features_, path(), ": a switchable BatchNorm's widths are below its ", num_features_,
+                " channels, got ", w);
+    if (candidates_.count(w)) continue;
+    auto bn = std::make_shared<BatchNorm2d>(w, eps_, momentum_, affine_);
+    bn->to(running_mean.device());
+    bn->set_path(path() + ".candidate_bn." + std::to_string(w));
+    candidates_[w] = candidate_holder_->register_module(std::to_string(w), bn);
+  }
+  // The copies start from this BN's first channels, as a width of it would compute.
+  torch::NoGradGuard no_grad;
+  for (auto& [w, bn] : candidates_) {
+    for (auto [mine, theirs] : {std::pair{&weight, &bn->weight}, {&bias, &bn->bias}, {&running_mean, &bn->running_mean},
+                                {&running_var, &bn->running_var}}) {
+      if (mine->defined()) theirs->copy_(mine->narrow(0, 0, w));
+    }
+  }
+}
+
+std::vector<int64_t> BatchNorm2d::candidate_widths() const {
+  std::vector<int64_t> out;
+  for (const auto& item : candidates_) out.push_back(item.first);
   return out;
 }
 
@@ -139,17 +189,23 @@ void BatchNorm2d::set_active_channels(torch::Tensor out, torch::Tensor in) {
     RAZOR_CHECK(torch::equal(in.cpu(), out.cpu()), path(),
                 ": a BatchNorm's input and output channels are one set; got different active channels");
   }
+  // Indices are ascending and unique: the first `n` channels exactly when the last is n - 1.
+  active_is_prefix_ = out.defined() && out[out.size(0) - 1].item<int64_t>() == out.size(0) - 1;
   active_ = out.defined() ? out.to(running_mean.device()) : out;
 }
 
 void BatchNorm2d::make_static() {
-  if (!active_.defined()) return;
   torch::NoGradGuard no_grad;
-  for (torch::Tensor* t : {&weight, &bias, &running_mean, &running_var}) {
-    if (t->defined()) t->set_data(t->detach().index_select(0, active_));
+  if (active_.defined()) {
+    const ActiveTensors t = active_tensors();
+    for (auto [mine, kept] : {std::pair{&weight, t.weight}, {&bias, t.bias}, {&running_mean, t.running_mean},
+                              {&running_var, t.running_var}}) {
+      if (mine->defined()) mine->set_data(kept.detach().clone());
+    }
+    num_features_ = active_.size(0);
+    active_ = torch::Tensor();
   }
-  num_features_ = active_.size(0);
-  active_ = torch::Tensor();
+  set_candidate_widths({});
 }
 
 void BatchNorm2d::pretty_print(std::ostream& stream) const {
@@ -166,22 +222,23 @@ const OpDescription* BatchNorm2d::description() const {
       [](Module& op, const Inputs& inputs, const torch::Tensor&) {
         const auto& bn = static_cast<BatchNorm2d&>(op);
         const bool affine = bn.weight.defined();
-        const int64_t params = bn.has_active_channels() ? (affine ? 2 * inputs.at(0).size(1) : 0) : trainable_numel(op);
+        // Its own weight and bias (or those it normalises with), not its candidates'.
+        int64_t params = affine ? 2 * inputs.at(0).size(1) : 0;
+        if (!bn.has_active_channels() && affine && !bn.weight.requires_grad()) params = 0;
         return OpCost{static_cast<double>(inputs.at(0).numel()) * (affine ? 2.0 : 1.0), params};
       },
       [](OnnxEmitter& onnx, Module& op, const std::vector<std::string>& inputs) {
         auto& bn = static_cast<BatchNorm2d&>(op);
         // At the active channels, as forward computes.
-        const torch::Tensor& active = bn.active_out();
-        auto pick = [&](const torch::Tensor& t) { return active.defined() ? t.detach().index_select(0, active) : t.detach(); };
-        const int64_t c = active.defined() ? active.size(0) : bn.num_features();
-        const torch::Tensor gamma = bn.affine() ? pick(bn.weight) : torch::ones({c});
-        const torch::Tensor beta = bn.affine() ? pick(bn.bias) : torch::zeros({c});
+        const BatchNorm2d::ActiveTensors t = bn.active_tensors();
+        const int64_t c = t.running_mean.size(0);
+        const torch::Tensor gamma = bn.affine() ? t.weight.detach() : torch::ones({c});
+        const torch::Tensor beta = bn.affine() ? t.bias.detach() : torch::zeros({c});
         const std::string out = onnx.output();
         onnx.node("BatchNormalization",
                   {inputs.at(0), onnx.constant(".weight", gamma), onnx.constant(".bias", beta),
-                   onnx.constant(".running_mean", pick(bn.running_mean)),
-                   onnx.constant(".running_var", pick(bn.running_var))},
+                   onnx.constant(".running_mean", t.running_mean.detach()),
+                   onnx.constant(".running_var", t.running_var.detach())},
                   out, {{"epsilon", static_cast<float>(bn.eps())}});
         return out;
       },

@@ -2,6 +2,9 @@
 // 2-D batch normalisation with PyTorch's parameter and buffer names ("weight", "bias",
 // "running_mean", "running_var", "num_batches_tracked"), so state dicts match PyTorch's.
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
 
 #include "components/nn/dynamic_channels.h"
 #include "components/nn/module.h"
@@ -46,6 +49,25 @@ class BatchNorm2d : public Module, public CrossRankNorm, public DynamicChannels 
   int64_t out_width() const override { return num_features_; }
   int64_t in_width() const override { return num_features_; }
 
+  /// MMRazor's SwitchableBatchNorm2d (slimmable networks): a BatchNorm of its own for each of
+  /// `widths` (each below num_features), which normalises whenever the active channels are
+  /// the first `width`, so that each width keeps its own statistics and affine parameters.
+  /// In the state dict under "candidate_bn.<width>." as MMRazor's. make_static keeps the
+  /// active width's. Empty `widths`: none.
+  void set_candidate_widths(const std::vector<int64_t>& widths);
+  std::vector<int64_t> candidate_widths() const;
+
+  /// What normalises at the current active channels: this BN's tensors at those channels,
+  /// or the candidate BatchNorm of that width (whole).
+  struct ActiveTensors {
+    torch::Tensor weight, bias, running_mean, running_var;
+    /// Copies of this BN's channels, whose updates forward writes back.
+    bool sliced = false;
+    /// The candidate BatchNorm they are, if any.
+    BatchNorm2d* candidate = nullptr;
+  };
+  ActiveTensors active_tensors() const;
+
   torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
  protected:
@@ -58,6 +80,10 @@ class BatchNorm2d : public Module, public CrossRankNorm, public DynamicChannels 
   bool sync_across_ranks_ = false;
   bool folded_ = false;
   torch::Tensor active_;
+  bool active_is_prefix_ = false;
+  /// The candidate BatchNorms by width, and the module holding them.
+  std::map<int64_t, std::shared_ptr<BatchNorm2d>> candidates_;
+  std::shared_ptr<Module> candidate_holder_;
 };
 
 /// Training-mode batch normalisation with the statistics of every rank's batch (world size 1:

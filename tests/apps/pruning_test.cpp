@@ -4,7 +4,8 @@
 // again gives the same figures (the kept channels are in it); `razor export --pruned`
 // writes a smaller static model that tests the same, counts the FLOPs the pruned model
 // counted, and exports to ONNX; ItePruneValLoop's fix_subnet files rebuild it through a
-// sub_model config; bad input names the key.
+// sub_model config; bad input names the key. GroupFisher prunes a channel an iteration; a
+// slimmable network trains three widths at once and exports any one of them.
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -178,4 +179,57 @@ TEST_CASE("razor train with GroupFisherAlgorithm: one channel an iteration, chec
               static_log) == 0);
   CHECK(metric(read_file(static_log), "accuracy/top1") ==
         Approx(metric(read_file(pruner_log), "accuracy/top1")).margin(1e-3));
+}
+
+TEST_CASE("razor train/test/export with SlimmableNetwork: three widths trained at once, each exported alone",
+          "[pruning]") {
+  TempDir dir;
+  const double float_top1 = train_float(dir);
+  const std::string config = kData + "pruning/tiny_slimmable_resnet8.toml";
+  const std::string pretrained = pretrained_option(dir);
+  const std::string work = dir / "slim";
+  const std::string log = work + ".log";
+  REQUIRE(run(razor_command("train " + config + " --work-dir " + work + pretrained), log) == 0);
+  const std::string text = read_file(log);
+  INFO(text);
+  // Every subnet trained each step and validated on its own; the narrow ones cost less.
+  for (const char* key : {"subnet_0.loss", "subnet_1.loss", "subnet_2.loss"}) CHECK(metric(text, key) > 0);
+  const double full = metric(text, "subnet_2.accuracy/top1"), quarter = metric(text, "subnet_0.accuracy/top1");
+  CHECK(full > float_top1 - 8);
+  CHECK(quarter > 50);
+  CHECK(metric(text, "subnet_2.flops_ratio") == Approx(1.0));
+  const double quarter_flops = metric(text, "subnet_0.flops_ratio");
+  CHECK(quarter_flops > 0.05);
+  CHECK(quarter_flops < 0.12);
+
+  // The checkpoint tests the same per subnet (the per-width BatchNorms are in it).
+  const std::string ckpt = work + "/epoch_1.pth";
+  const std::string test_log = dir / "test.log";
+  REQUIRE(run(razor_command("test " + config + " " + ckpt + " --work-dir " + (dir / "t0") + pretrained), test_log) == 0);
+  const std::string tested = read_file(test_log);
+  CHECK(metric(tested, "subnet_0.accuracy/top1") == Approx(quarter).margin(1e-3));
+  CHECK(metric(tested, "subnet_2.accuracy/top1") == Approx(full).margin(1e-3));
+
+  // One subnet exported alone: a static model with that width's BatchNorms, testing as it.
+  const std::string export_log = dir / "export.log";
+  CHECK(run(razor_command("export " + config + " " + ckpt + " --pruned --out " + (dir / "none") + pretrained),
+            export_log) == 2);
+  CHECK(read_file(export_log).find("deploy_index") != std::string::npos);
+  const std::string out = dir / "static";
+  REQUIRE(run(razor_command("export " + config + " " + ckpt + " --pruned --out " + out + pretrained +
+                            " model.deploy_index=0"),
+              export_log) == 0);
+  CHECK(read_file(export_log).find("its logits equal the pruned model's") != std::string::npos);
+  CHECK(read_file(out + "/pruned.toml").find("candidate_bn") == std::string::npos);
+  const std::string static_log = dir / "static_test.log";
+  REQUIRE(run(razor_command("test " + out + "/pruned.toml " + out + "/pruned.pth --work-dir " + (dir / "t1")),
+              static_log) == 0);
+  CHECK(metric(read_file(static_log), "accuracy/top1") == Approx(quarter).margin(1e-3));
+
+  // A subnet index out of range, a width that is not a candidate.
+  const std::string bad_log = dir / "bad.log";
+  CHECK(run(razor_command("test " + config + " " + ckpt + " --work-dir " + (dir / "bad") + pretrained +
+                          " model.deploy_index=3"),
+            bad_log) == 2);
+  CHECK(read_file(bad_log).find("deploy_index must be -1") != std::string::npos);
 }
