@@ -222,6 +222,28 @@ torch::Generator shared_generator(uint64_t seed, uint64_t stream) {
   return at::detail::createCPUGenerator(z ^ (z >> 31));
 }
 
+std::string generator_state_hex(const at::Generator& generator) {
+  static const char* digits = "0123456789abcdef";
+  const torch::Tensor bytes = generator.get_state().contiguous();
+  const auto* data = bytes.data_ptr<uint8_t>();
+  std::string out;
+  for (int64_t i = 0; i < bytes.numel(); ++i) {
+    out.push_back(digits[data[i] >> 4]);
+    out.push_back(digits[data[i] & 15]);
+  }
+  return out;
+}
+
+void set_generator_state_hex(at::Generator& generator, const std::string& state) {
+  RAZOR_CHECK(state.size() % 2 == 0 && !state.empty() &&
+                  state.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos,
+              "a generator state must be an even-length hex string");
+  torch::Tensor bytes = torch::empty({static_cast<int64_t>(state.size() / 2)}, torch::kUInt8);
+  auto* data = bytes.data_ptr<uint8_t>();
+  for (size_t i = 0; i < state.size(); i += 2) data[i / 2] = static_cast<uint8_t>(std::stoi(state.substr(i, 2), nullptr, 16));
+  generator.set_state(bytes);
+}
+
 std::string describe_failure(const std::string& what, const std::string& cause) {
   State& s = state();
   std::string message = "rank " + std::to_string(s.info.rank) + " of " + std::to_string(s.info.world_size) +

@@ -83,6 +83,10 @@ std::vector<Json> all_gather_json(const Json& value);
 /// stream (e.g. the iteration), so every rank draws the same values without communicating.
 /// Never use a rank's global generator for such choices: `diff_rank_seed` makes it differ.
 torch::Generator shared_generator(uint64_t seed, uint64_t stream);
+/// A generator's state as a hex string (checkpoints hold it as JSON), and back; a state that
+/// is not an even-length hex string is an error.
+std::string generator_state_hex(const at::Generator& generator);
+void set_generator_state_hex(at::Generator& generator, const std::string& state);
 
 /// The c10d group for c10d's Reducer; null with world size 1.
 c10::intrusive_ptr<c10d::ProcessGroup> process_group();

@@ -2,6 +2,8 @@
 
 #include "algorithms/architecture_weights.h"
 #include "algorithms/pruning/group_fisher_algorithm.h"
+#include "algorithms/pruning/dcff.h"
+#include "algorithms/pruning/dmcp.h"
 #include "algorithms/pruning/ite_prune_val_loop.h"
 #include "algorithms/pruning/slimmable_network.h"
 
@@ -183,29 +185,30 @@ void ItePruneAlgorithm::report() {
                full_params_ / 1e6, widths.empty() ? " all" : widths);
 }
 
-LossMap ItePruneAlgorithm::train_step(const Batch& batch, OptimWrapper& optim) {
-  int64_t iteration = own_iteration_;
-  int64_t step = static_cast<int64_t>(std::llround(options_.step_freq));
-  if (runner_) {
-    TrainLoop& loop = runner_->train_loop();
-    iteration = loop.iter();
-    if (loop.by_epoch()) {
-      // step_freq counts epochs: whole iterations of one.
-      const double per_epoch = static_cast<double>(loop.max_iters()) / static_cast<double>(loop.max_epochs());
-      step = static_cast<int64_t>(std::llround(options_.step_freq * per_epoch));
-    }
+int64_t ItePruneAlgorithm::step_in_iterations() const {
+  double step = options_.step_freq;
+  if (runner_ && runner_->train_loop().by_epoch()) {
+    // step_freq counts epochs: whole iterations of one.
+    const TrainLoop& loop = runner_->train_loop();
+    step *= static_cast<double>(loop.max_iters()) / static_cast<double>(loop.max_epochs());
   }
-  step = std::max<int64_t>(step, 1);
+  return std::max<int64_t>(static_cast<int64_t>(std::llround(step)), 1);
+}
+
+int64_t ItePruneAlgorithm::max_iterations() const { return runner_ ? runner_->train_loop().max_iters() : 0; }
+
+LossMap ItePruneAlgorithm::train_step(const Batch& batch, OptimWrapper& optim) {
+  const int64_t at = iteration();
+  const int64_t step = step_in_iterations();
   if (!options_.target.empty()) {
-    const Json choices = prune_at(iteration, step);
+    const Json choices = prune_at(at, step);
     if (!choices.is_null()) {
       mutator_->set_choices(choices);
-      spdlog::info("ItePruneAlgorithm: prune {} of {} at iteration {}", iteration / step + 1, options_.prune_times,
-                   iteration);
+      spdlog::info("ItePruneAlgorithm: prune {} of {} at iteration {}", at / step + 1, options_.prune_times, at);
       report();
     }
   }
-  ++own_iteration_;
+  count_iteration();
   LossMap losses = BaseAlgorithm::train_step(batch, optim);
   losses.emplace_back("flops_ratio", torch::tensor(flops_ratio_));
   losses.emplace_back("params_ratio", torch::tensor(params_ratio_));
@@ -312,10 +315,40 @@ std::pair<std::shared_ptr<Model>, ArchitectureBuilder> build_architecture_to_pru
   return {architecture, build_copy};
 }
 
+std::unique_ptr<ChannelMutator> channel_mutator_from(Args& args, const std::string& key, const char* default_type) {
+  Json table = args.has(key) ? args.raw(key) : Json::object();
+  RAZOR_CHECK(table.is_object(), args.where(key), ": expected a table");
+  if (!table.contains("type")) table["type"] = default_type;
+  return std::make_unique<ChannelMutator>(ChannelMutatorOptions::from(table, args.where(key), config_dir_of(args)));
+}
+
+ItePruneOptions ite_prune_options_from(Args& args, ItePruneOptions options) {
+  if (args.has("target_pruning_ratio")) {
+    options.target = table_or_file(args, "target_pruning_ratio", config_dir_of(args));
+    if (options.target.is_null()) options.target = Json::object();
+    RAZOR_CHECK(options.target.is_object(), args.where("target_pruning_ratio"),
+                ": expected {unit name: ratio or channel count}, got ", options.target.dump());
+  }
+  for (const char* key : {"target_flops", "target_params"}) {
+    if (!args.has(key)) continue;
+    if (args.has("target_pruning_ratio")) args.fail(key, "give target_pruning_ratio or this, not both");
+    const double share = args.require<double>(key);
+    if (!(share > 0 && share <= 1)) args.fail(key, "a share of the full model in (0, 1], got " + std::to_string(share));
+    (std::string(key) == "target_flops" ? options.target_flops : options.target_params) = share;
+  }
+  if (args.has("target_flops") && args.has("target_params")) args.fail("target_params", "give target_flops or this, not both");
+  options.step_freq = args.get<double>("step_freq", options.step_freq);
+  options.prune_times = args.get<int64_t>("prune_times", options.prune_times);
+  options.linear_schedule = args.get<bool>("linear_schedule", options.linear_schedule);
+  return options;
+}
+
 void register_pruning_algorithms() {
   register_ite_prune_val_loop();
   register_group_fisher();
   register_slimmable_network();
+  register_dcff();
+  register_dmcp();
   // MMRazor's sub_model (mode "mutator"): the architecture `cfg` cut for good to the unit
   // widths of `fix_subnet`, as a plain model. With init_weight_from_supernet, init_cfg's
   // checkpoint (the full model's) is loaded before the cut, so that the units pick their
@@ -345,30 +378,9 @@ void register_pruning_algorithms() {
 
   model_registry().add("ItePruneAlgorithm", [](Args& args, const BuildContext& context) {
     auto [architecture, build_copy] = build_architecture_to_prune(args, context, "ItePruneAlgorithm");
-    const std::string config_dir = config_dir_of(args);
-    const Json mutator_table = args.has("mutator_cfg") ? args.raw("mutator_cfg") : Json::object();
-    RAZOR_CHECK(mutator_table.is_object(), args.where("mutator_cfg"), ": expected a table");
-    auto mutator = std::make_unique<ChannelMutator>(
-        ChannelMutatorOptions::from(mutator_table, args.where("mutator_cfg"), config_dir));
-    ItePruneOptions options;
-    if (args.has("target_pruning_ratio")) {
-      options.target = table_or_file(args, "target_pruning_ratio", config_dir);
-      if (options.target.is_null()) options.target = Json::object();
-      RAZOR_CHECK(options.target.is_object(), args.where("target_pruning_ratio"),
-                  ": expected {unit name: ratio or channel count}, got ", options.target.dump());
-    }
-    for (const char* key : {"target_flops", "target_params"}) {
-      if (!args.has(key)) continue;
-      if (args.has("target_pruning_ratio")) args.fail(key, "give target_pruning_ratio or this, not both");
-      const double share = args.require<double>(key);
-      if (!(share > 0 && share <= 1)) args.fail(key, "a share of the full model in (0, 1], got " + std::to_string(share));
-      (std::string(key) == "target_flops" ? options.target_flops : options.target_params) = share;
-    }
-    if (args.has("target_flops") && args.has("target_params")) args.fail("target_params", "give target_flops or this, not both");
-    options.step_freq = args.get<double>("step_freq", 1.0);
-    options.prune_times = args.get<int64_t>("prune_times", 1);
-    options.linear_schedule = args.get<bool>("linear_schedule", true);
-    auto algorithm = std::make_shared<ItePruneAlgorithm>(architecture, std::move(mutator), options, context.runner,
+    auto mutator = channel_mutator_from(args, "mutator_cfg", "ChannelMutator");
+    auto algorithm = std::make_shared<ItePruneAlgorithm>(architecture, std::move(mutator),
+                                                         ite_prune_options_from(args, ItePruneOptions{}), context.runner,
                                                          std::move(build_copy));
     nn::assign_paths(*algorithm);
     return std::static_pointer_cast<torch::nn::Module>(algorithm);

@@ -89,6 +89,13 @@ class ItePruneAlgorithm : public BaseAlgorithm {
  protected:
   /// The current iteration: the train loop's, or this algorithm's own count without a runner.
   int64_t iteration() const;
+  /// Counts a train step (the iteration without a runner).
+  void count_iteration() { ++own_iteration_; }
+  /// step_freq in iterations: epochs times iterations per epoch with an epoch-based loop,
+  /// rounded to whole iterations, at least 1.
+  int64_t step_in_iterations() const;
+  /// The run's last iteration (0 without a runner).
+  int64_t max_iterations() const;
   /// FLOPs and params (raw) of the architecture at its current widths, on the demo input.
   Resources count();
   /// Recomputes flops_ratio() and params_ratio() from the current widths.
@@ -116,6 +123,13 @@ class ItePruneAlgorithm : public BaseAlgorithm {
 std::pair<std::shared_ptr<Model>, ArchitectureBuilder> build_architecture_to_prune(Args& args,
                                                                                   const BuildContext& context,
                                                                                   const char* who);
+
+/// The ChannelMutator of the table at `key` (its type `default_type` unless given).
+std::unique_ptr<ChannelMutator> channel_mutator_from(Args& args, const std::string& key, const char* default_type);
+
+/// ItePruneAlgorithm's keys (target_pruning_ratio, target_flops, target_params, step_freq,
+/// prune_times, linear_schedule) over `defaults`.
+ItePruneOptions ite_prune_options_from(Args& args, ItePruneOptions defaults);
 
 /// The folder of the config `args` come from ("" without one): where relative files resolve.
 std::string config_dir_of(const Args& args);

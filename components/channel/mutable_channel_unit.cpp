@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "components/channel/dcff_channel_unit.h"
 #include "components/channel/group_fisher_channel_unit.h"
 #include "components/nn/batch_norm.h"
 #include "components/nn/weighted_op.h"
@@ -25,8 +26,10 @@ int64_t make_divisible(double value, int64_t divisor, int64_t min_value, double 
 MutableChannelUnitOptions MutableChannelUnitOptions::from(const Json& args, const std::string& where,
                                                           int64_t num_channels, const std::string& unit_type) {
   MutableChannelUnitOptions o;
-  // MMRazor's defaults: OneShot units choose by ratio (candidates [0.5, 1.0]).
-  if (unit_type == "OneShotMutableChannelUnit") o.choice_mode = "ratio";
+  // MMRazor's defaults: OneShot (candidates [0.5, 1.0]) and DCFF units choose by ratio; DMCP
+  // units round widths down to half (min_ratio 0.5).
+  if (unit_type == "OneShotMutableChannelUnit" || unit_type == "DCFFChannelUnit") o.choice_mode = "ratio";
+  if (unit_type == "DMCPChannelUnit") o.min_ratio = 0.5;
   RAZOR_CHECK(args.is_object(), where, ": expected a table of unit arguments, got ", args.dump());
   for (const auto& [key, v] : args.items()) {
     if (key == "choice_mode") {
@@ -289,6 +292,8 @@ std::unique_ptr<SequentialMutableChannelUnit> make_unit(const std::string& type,
       {"OneShotMutableChannelUnit", &make<OneShotMutableChannelUnit>},
       {"SlimmableChannelUnit", &make<SlimmableChannelUnit>},
       {"GroupFisherChannelUnit", &make<GroupFisherChannelUnit>},
+      {"DCFFChannelUnit", &make<DCFFChannelUnit>},
+      {"DMCPChannelUnit", &make<DMCPChannelUnit>},
   };
   std::vector<std::string> known;
   for (const auto& [name, factory] : kUnits) {

@@ -92,7 +92,6 @@ class SequentialMutableChannelUnit {
   /// MMRazor's init args of this unit (its config_template with_init_args).
   virtual Json init_args() const;
 
- protected:
   /// The choice in the unit's mode that keeps `width` channels (width / C as a ratio).
   Json choice_of_width(int64_t width) const;
 
@@ -190,6 +189,14 @@ class SlimmableChannelUnit : public OneShotMutableChannelUnit {
   /// Gives each output-side BatchNorm its per-width copies; a BatchNorm that the unit covers
   /// only in part (a concat's slice) is an error naming it.
   void prepare_for_pruning() override;
+};
+
+/// MMRazor's DMCPChannelUnit: a sequential unit (number mode, min_ratio 0.5 by default) whose
+/// width DMCPChannelMutator samples from its groups (components/mutators/dmcp_channel_mutator.h).
+class DMCPChannelUnit : public SequentialMutableChannelUnit {
+ public:
+  using SequentialMutableChannelUnit::SequentialMutableChannelUnit;
+  std::string type() const override { return "DMCPChannelUnit"; }
 };
 
 /// A unit of MMRazor's type name ("SequentialMutableChannelUnit", "L1MutableChannelUnit",

@@ -23,6 +23,8 @@ const std::map<std::string, std::string> kDefaultUnitType = {
     {"OneShotChannelMutator", "OneShotMutableChannelUnit"},
     {"SlimmableChannelMutator", "SlimmableChannelUnit"},
     {"GroupFisherChannelMutator", "GroupFisherChannelUnit"},
+    {"DCFFChannelMutator", "DCFFChannelUnit"},
+    {"DMCPChannelMutator", "DMCPChannelUnit"},
 };
 
 }  // namespace
@@ -31,12 +33,21 @@ ChannelMutatorOptions ChannelMutatorOptions::from(const Json& table, const std::
                                                   const std::string& config_dir) {
   ChannelMutatorOptions o;
   bool unit_type_given = false;
+  // The type first: it decides which keys there are.
+  if (table.contains("type")) {
+    const Json& v = table["type"];
+    RAZOR_CHECK(v.is_string() && kDefaultUnitType.count(v.get<std::string>()), where,
+                ".type: expected one of ChannelMutator, OneShotChannelMutator, SlimmableChannelMutator, "
+                "GroupFisherChannelMutator, DCFFChannelMutator, DMCPChannelMutator; got ", v.dump());
+    o.type = v.get<std::string>();
+  }
   for (const auto& [key, v] : table.items()) {
     if (key == "type") {
-      RAZOR_CHECK(v.is_string() && kDefaultUnitType.count(v.get<std::string>()), where,
-                  ".type: expected one of ChannelMutator, OneShotChannelMutator, SlimmableChannelMutator, "
-                  "GroupFisherChannelMutator; got ", v.dump());
-      o.type = v.get<std::string>();
+      continue;
+    } else if (key == "pruning_cfg" && o.type == "DMCPChannelMutator") {
+      RAZOR_CHECK(v.is_array() && v.size() == 3, where, ".pruning_cfg: expected [min_rate, max_rate, offset], got ",
+                  v.dump());
+      o.pruning_cfg = v;
     } else if (key == "parse_cfg") {
       o.parse = channel::ChannelAnalyzer::options_from(v, where + ".parse_cfg");
     } else if (key == "channel_unit_cfg") {
@@ -69,7 +80,8 @@ ChannelMutatorOptions ChannelMutatorOptions::from(const Json& table, const std::
         }
       }
     } else {
-      RAZOR_CHECK(false, where, ": unknown key \"", key, "\" (ChannelMutator takes channel_unit_cfg, parse_cfg)");
+      RAZOR_CHECK(false, where, ": unknown key \"", key, "\" (ChannelMutator takes channel_unit_cfg, parse_cfg",
+                  o.type == "DMCPChannelMutator" ? ", pruning_cfg" : "", ")");
     }
   }
   if (!unit_type_given) o.unit_type = kDefaultUnitType.at(o.type);
@@ -227,12 +239,14 @@ Json ChannelMutator::config_template(bool with_channels, bool with_init_args) co
 Json ChannelMutator::to_config() const {
   Json parse = {{"type", "ChannelAnalyzer"}, {"demo_input", options_.parse.demo_input}};
   if (!options_.parse.tracer_type.empty()) parse["tracer_type"] = options_.parse.tracer_type;
-  return {{"type", options_.type},
-          {"channel_unit_cfg",
-           {{"type", options_.unit_type},
-            {"default_args", options_.default_args},
-            {"units", config_template(/*with_channels=*/false, /*with_init_args=*/true)}}},
-          {"parse_cfg", parse}};
+  Json out = {{"type", options_.type},
+              {"channel_unit_cfg",
+               {{"type", options_.unit_type},
+                {"default_args", options_.default_args},
+                {"units", config_template(/*with_channels=*/false, /*with_init_args=*/true)}}},
+              {"parse_cfg", parse}};
+  if (!options_.pruning_cfg.is_null()) out["pruning_cfg"] = options_.pruning_cfg;
+  return out;
 }
 
 channel::ChannelSelection ChannelMutator::selection() const {

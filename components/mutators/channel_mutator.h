@@ -17,9 +17,9 @@
 namespace razor {
 
 struct ChannelMutatorOptions {
-  /// "ChannelMutator", "OneShotChannelMutator", "SlimmableChannelMutator" or
-  /// "GroupFisherChannelMutator": which unit type channel_unit_cfg.type defaults to
-  /// (Sequential, OneShot, Slimmable, GroupFisher).
+  /// "ChannelMutator", "OneShotChannelMutator", "SlimmableChannelMutator",
+  /// "GroupFisherChannelMutator" or "DCFFChannelMutator": which unit type channel_unit_cfg.type
+  /// defaults to (Sequential, OneShot, Slimmable, GroupFisher, DCFF).
   std::string type = "ChannelMutator";
   /// channel_unit_cfg.type.
   std::string unit_type = "SequentialMutableChannelUnit";
@@ -29,6 +29,8 @@ struct ChannelMutatorOptions {
   /// get_channel_units.py writes them (its "channels" are the traced ones, checked).
   Json units = Json::object();
   channel::ChannelAnalyzerOptions parse;
+  /// DMCPChannelMutator's [min_rate, max_rate, offset] (null: its default).
+  Json pruning_cfg;
 
   /// From a mutator table { type = "ChannelMutator", channel_unit_cfg = {...}, parse_cfg = {...} }
   /// at `where`; `units` may be a path to a JSON file (relative to `config_dir`).
@@ -47,7 +49,7 @@ class ChannelMutator {
 
   /// Finds the units of `architecture` (tracing its forward_tensor) and makes them mutable
   /// at the choices the options give (else full width).
-  void prepare_from_supernet(Model& architecture);
+  virtual void prepare_from_supernet(Model& architecture);
 
   const std::vector<std::unique_ptr<channel::SequentialMutableChannelUnit>>& units() const { return units_; }
   /// The unit by name; an unknown name is an error naming the nearest.

@@ -228,25 +228,9 @@ Json NasMutator::choices_from_subnet(const Json& subnet, const std::string& orig
   return out;
 }
 
-std::string NasMutator::generator_state() const {
-  static const char* digits = "0123456789abcdef";
-  const torch::Tensor bytes = generator_.get_state().contiguous();
-  const auto* data = bytes.data_ptr<uint8_t>();
-  std::string out;
-  for (int64_t i = 0; i < bytes.numel(); ++i) {
-    out.push_back(digits[data[i] >> 4]);
-    out.push_back(digits[data[i] & 15]);
-  }
-  return out;
-}
+std::string NasMutator::generator_state() const { return dist::generator_state_hex(generator_); }
 
-void NasMutator::set_generator_state(const std::string& state) {
-  RAZOR_CHECK(state.size() % 2 == 0 && !state.empty(), "mutator: a generator state must be an even-length hex string");
-  torch::Tensor bytes = torch::empty({static_cast<int64_t>(state.size() / 2)}, torch::kUInt8);
-  auto* data = bytes.data_ptr<uint8_t>();
-  for (size_t i = 0; i < state.size(); i += 2) data[i / 2] = static_cast<uint8_t>(std::stoi(state.substr(i, 2), nullptr, 16));
-  generator_.set_state(bytes);
-}
+void NasMutator::set_generator_state(const std::string& state) { dist::set_generator_state_hex(generator_, state); }
 
 std::vector<torch::Tensor> NasMutator::arch_params() const {
   std::vector<torch::Tensor> out;

@@ -48,6 +48,9 @@ void Conv2d::set_active_channels(torch::Tensor out, torch::Tensor in) {
     if (!out.defined()) out = in;
     RAZOR_CHECK(!out.defined() || torch::equal(out.cpu(), in.cpu()), path(),
                 ": a depthwise conv's input and output channels are one set; got different active channels");
+  } else if (fusion_ && out.defined()) {
+    RAZOR_CHECK(out[out.size(0) - 1].item<int64_t>() == out.size(0) - 1, path(),
+                ": a fused conv (DCFF) computes its first channels; got other active output channels");
   } else if (options_.groups > 1) {
     // Channel units tie each group's slice to the others': as many active channels per group.
     for (const auto& [index, width, side] : {std::make_tuple(out, options_.out_channels, "output"),
@@ -65,6 +68,15 @@ void Conv2d::set_active_channels(torch::Tensor out, torch::Tensor in) {
 
 std::pair<torch::Tensor, torch::Tensor> Conv2d::active_weight(const torch::Tensor& w, const torch::Tensor& b) const {
   const torch::Tensor& out = active_out();
+  if (fusion_ && out.defined()) {
+    // DCFF: the first k rows of the fusion matrix combine all the filters into k.
+    const torch::Tensor rows = fusion_matrix_.narrow(0, 0, out.size(0)).to(w.dtype());
+    const torch::Tensor& in = active_in();
+    const torch::Tensor columns = in.defined() ? w.index_select(1, in) : w;
+    std::vector<int64_t> shape = columns.sizes().vec();
+    shape[0] = out.size(0);
+    return {rows.mm(columns.flatten(1)).view(shape), b.defined() ? rows.mv(b) : b};
+  }
   torch::Tensor sliced = out.defined() ? w.index_select(0, out) : w;
   const torch::Tensor& in = active_in();
   if (in.defined() && !depthwise()) {
@@ -73,6 +85,33 @@ std::pair<torch::Tensor, torch::Tensor> Conv2d::active_weight(const torch::Tenso
     sliced = sliced.index_select(1, in.narrow(0, 0, in.size(0) / options_.groups).remainder(per_group));
   }
   return {sliced, b.defined() && out.defined() ? b.index_select(0, out) : b};
+}
+
+void Conv2d::make_static() {
+  WeightedOp::make_static();
+  if (fusion_) {
+    unregister_module("fusion");
+    fusion_.reset();
+    fusion_matrix_ = torch::Tensor();
+  }
+}
+
+void Conv2d::enable_output_fusion() {
+  RAZOR_CHECK(options_.groups == 1, path(), ": filter fusion (DCFF) needs a conv with groups = 1, this one has ",
+              options_.groups);
+  if (fusion_) return;
+  fusion_ = register_module("fusion", std::make_shared<Module>("FusionMatrix"));
+  fusion_matrix_ =
+      fusion_->register_buffer("matrix", torch::eye(options_.out_channels, weight.options().requires_grad(false)));
+}
+
+void Conv2d::set_fusion_rows(const torch::Tensor& rows) {
+  RAZOR_CHECK(fusion_, path(), ": set_fusion_rows needs enable_output_fusion first");
+  RAZOR_CHECK(rows.dim() == 2 && rows.size(0) >= 1 && rows.size(0) <= options_.out_channels &&
+                  rows.size(1) == options_.out_channels,
+              path(), ": fusion rows must be [k, ", options_.out_channels, "], got ", rows.sizes());
+  torch::NoGradGuard no_grad;
+  fusion_matrix_.narrow(0, 0, rows.size(0)).copy_(rows);
 }
 
 void Conv2d::resize_to(const torch::Tensor& w) {

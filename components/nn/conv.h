@@ -2,6 +2,7 @@
 // 2-D convolution over razor's module base (hookable by name). Same parameter names as
 // torch.nn.Conv2d ("weight", "bias"), so state dicts match PyTorch's.
 #include <cstdint>
+#include <memory>
 
 #include "components/nn/weighted_op.h"
 
@@ -51,12 +52,27 @@ class Conv2d : public WeightedOp {
   /// follow the width), a grouped conv takes the active inputs of its first group as columns.
   std::pair<torch::Tensor, torch::Tensor> active_weight(const torch::Tensor& weight,
                                                         const torch::Tensor& bias) const override;
+  /// Bakes the active channels (and the fusion) in; the fusion matrix goes.
+  void make_static() override;
+
+  /// DCFF's FuseConv2d (dynamic-coded filter fusion): at a width of k < out_channels the
+  /// conv's output j is made by the fused filter sum_c M[j, c] W[c] (bias M b) of a fusion
+  /// matrix M, not by filter j. enable_output_fusion adds M as the child "fusion" (buffer
+  /// "matrix", out x out, the identity: plain slicing, until set_fusion_rows writes its
+  /// first k rows), so checkpoints keep it. The active outputs must then be the first k.
+  /// Convs with groups = 1 only.
+  void enable_output_fusion();
+  void set_fusion_rows(const torch::Tensor& rows);
+  /// The fusion matrix (undefined without fusion).
+  const torch::Tensor& fusion_matrix() const { return fusion_matrix_; }
 
  protected:
   void resize_to(const torch::Tensor& weight) override;
 
  private:
   Conv2dOptions options_;
+  std::shared_ptr<Module> fusion_;
+  torch::Tensor fusion_matrix_;
 };
 
 }  // namespace razor::nn

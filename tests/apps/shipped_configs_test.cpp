@@ -62,7 +62,7 @@ fs::path fresh_dir(const std::string& name) {
 // otherwise surface only when a user runs the recipe. Checkpoints the recipes load
 // (teacher_ckpt, a quantised model's float_checkpoint, a pruned one's architecture.init_cfg
 // and init_weight_from_supernet, a data-free run's
-// teachers' ckpt_path, load_from) are dropped: they are
+// teachers' ckpt_path, a subnet file another run writes, load_from) are dropped: they are
 // outputs of other runs. CIFAR recipes build on Synthetic data of CIFAR's shape when the
 // CIFAR files are missing, ImageNet ones on a few synthetic images. Nothing is trained.
 TEST_CASE("Every shipped config resolves and builds its whole runner", "[configs]") {
@@ -85,6 +85,15 @@ TEST_CASE("Every shipped config resolves and builds its whole runner", "[configs
       Json& architecture = model_table["architecture"];
       architecture.erase("init_cfg");
       architecture.erase("init_weight_from_supernet");  // a sub_model cut from a trained model
+    }
+    if (model_table.value("type", "") == "sub_model") {
+      // A subnet found by another run (DMCP's model_sample): built at full width here.
+      model_table.erase("init_cfg");
+      model_table.erase("init_weight_from_supernet");
+      if (model_table.value("fix_subnet", Json()).is_string() &&
+          !fs::exists(model_table["fix_subnet"].get<std::string>())) {
+        model_table["fix_subnet"] = Json::object();
+      }
     }
     if (model_table.contains("teachers")) {
       for (auto& teacher : model_table["teachers"]) teacher.erase("ckpt_path");

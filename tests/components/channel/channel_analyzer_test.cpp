@@ -2,7 +2,7 @@
 // here from the rules (a plain conv separates its input and output units, a depthwise conv
 // passes its unit through, a grouped conv ties its groups' slices, BN shares its input's
 // unit, an add binds, a concat gives each producer its slice, flatten -> linear expands each
-// channel): ResNet-20, MobileNetV2, and small nets for each rule.
+// channel): ResNet-20, ResNet-50, MobileNetV2, and small nets for each rule.
 #include "components/channel/channel_analyzer.h"
 
 #include <torch/torch.h>
@@ -138,6 +138,47 @@ TEST_CASE("ResNet-20's channel units: one per block inside, one per stage on the
   for (const auto& u : analysis.frozen) frozen[u.name] = u.frozen_because;
   CHECK(frozen == std::map<std::string, std::string>{{"backbone.conv1_(0, 1)_1", "the model input"},
                                                      {"head.fc_(0, 10)_10", "the model output"}});
+  CHECK(analysis.warnings.empty());
+}
+
+TEST_CASE("ResNet-50's channel units: two per bottleneck inside, one per stage on the residual path",
+          "[channel]") {
+  torch::manual_seed(0);
+  auto model = std::dynamic_pointer_cast<Model>(test::build_model(
+      test::classifier({{"type", "ResNet"}, {"depth", 50}}, 2048)));
+  REQUIRE(model);
+  const auto analysis = test::analyze_units(
+      *model, {1, 3, 64, 64}, [&](const torch::Tensor& x) { return model->forward_tensor(x); });
+
+  std::map<std::string, Unit> want;
+  const std::vector<int> blocks = {3, 4, 6, 3};
+  const std::vector<int64_t> mid = {64, 128, 256, 512};
+  // The stem's unit: the stem writes it, the first block (its conv1 and projection) reads it.
+  want[unit_name("backbone.conv1", 64)] = {
+      64, {"backbone.conv1", "backbone.bn1"}, {"backbone.bn1", "backbone.layer1.0.conv1", "backbone.layer1.0.downsample.0"}};
+  for (int s = 1; s <= 4; ++s) {
+    const std::string layer = "backbone.layer" + std::to_string(s) + ".";
+    const int64_t c = mid[s - 1];
+    Unit path{4 * c, {layer + "0.downsample.0", layer + "0.downsample.1"}, {layer + "0.downsample.1"}};
+    for (int b = 0; b < blocks[s - 1]; ++b) {
+      const std::string blk = layer + std::to_string(b) + ".";
+      want[unit_name(blk + "conv1", c)] = {c, {blk + "conv1", blk + "bn1"}, {blk + "bn1", blk + "conv2"}};
+      want[unit_name(blk + "conv2", c)] = {c, {blk + "conv2", blk + "bn2"}, {blk + "bn2", blk + "conv3"}};
+      path.out.insert({blk + "conv3", blk + "bn3"});
+      path.in.insert(blk + "bn3");
+      if (b > 0) path.in.insert(blk + "conv1");
+    }
+    if (s < 4) {
+      const std::string next = "backbone.layer" + std::to_string(s + 1) + ".0.";
+      path.in.insert({next + "conv1", next + "downsample.0"});
+    } else {
+      path.in.insert("head.fc");
+    }
+    // Named as MMRazor names it: after the first block's conv3, which writes it first.
+    want[unit_name(layer + "0.conv3", 4 * c)] = path;
+  }
+  CHECK(whole_units(analysis) == want);
+  CHECK(analysis.units.size() == 1 + 2 * 16 + 4);
   CHECK(analysis.warnings.empty());
 }
 

@@ -239,7 +239,7 @@ TEST_CASE("ChannelMutator takes units from get_channel_units.py's JSON and rejec
   CHECK_THROWS_WITH(ChannelMutatorOptions::from(Json{{"channel_unit_cfg", {{"typ", "L1MutableChannelUnit"}}}}, "m", ""),
                     Catch::Contains("m.channel_unit_cfg.typ"));
   auto unknown_type = l1_ratio_options();
-  unknown_type.unit_type = "DCFFChannelUnit";
+  unknown_type.unit_type = "MagicChannelUnit";
   CHECK_THROWS_WITH(ChannelMutator(unknown_type).prepare_from_supernet(*model),
-                    Catch::Contains("unknown channel unit type \"DCFFChannelUnit\""));
+                    Catch::Contains("unknown channel unit type \"MagicChannelUnit\""));
 }
