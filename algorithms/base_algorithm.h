@@ -5,6 +5,7 @@
 // pruning, quantisation) derive from it and override train_step or loss.
 #include <memory>
 
+#include "components/mutators/subnet_mutator.h"
 #include "engine/model.h"
 
 namespace razor {
@@ -20,6 +21,9 @@ class BaseAlgorithm : public Model {
   }
 
   Model& architecture() { return *architecture_; }
+  /// The mutator whose subnets SubnetValLoop evaluates (a NAS algorithm's, a pruning
+  /// algorithm's channel mutator); null for algorithms without one.
+  virtual SubnetMutator* subnet_mutator() { return nullptr; }
   std::shared_ptr<Model> architecture_ptr() const { return architecture_; }
 
  protected:

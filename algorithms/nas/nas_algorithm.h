@@ -15,6 +15,7 @@ class NasAlgorithm : public BaseAlgorithm {
   NasAlgorithm(std::shared_ptr<Model> architecture, std::shared_ptr<NasMutator> mutator);
 
   NasMutator& mutator() { return *mutator_; }
+  SubnetMutator* subnet_mutator() override { return mutator_.get(); }
   /// One path of the supernet is trained per step.
   bool leaves_parameters_unused() const override { return true; }
 

@@ -3,7 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
-#include "algorithms/nas/nas_algorithm.h"
+#include "algorithms/base_algorithm.h"
 #include "components/nn/bn_calibration.h"
 #include "engine/dist.h"
 #include "engine/runner.h"
@@ -17,11 +17,12 @@ SubnetValLoop::SubnetValLoop(Runner& runner, bool is_test, SubnetValOptions opti
 }
 
 Metrics SubnetValLoop::run() {
-  auto* nas = dynamic_cast<NasAlgorithm*>(&runner_.model());
-  RAZOR_CHECK(nas, runner_.config().file,
-              ": SubnetValLoop evaluates the subnets of a NAS algorithm (model.type = \"SPOS\", ...)");
-  NasMutator& mutator = nas->mutator();
-  const Json saved = mutator.current_choices();
+  auto* algorithm = dynamic_cast<BaseAlgorithm*>(&runner_.model());
+  SubnetMutator* found = algorithm ? algorithm->subnet_mutator() : nullptr;
+  RAZOR_CHECK(found, runner_.config().file, ": SubnetValLoop evaluates the subnets of a NAS or pruning algorithm "
+              "(model.type = \"SPOS\", \"SlimmableNetwork\", ...)");
+  SubnetMutator& mutator = *found;
+  const Json saved = mutator.state();
   // Random subnets from a generator of this validation's own (seeded by the run's seed and
   // the epoch, equal on every rank): training's sequence of subnets does not depend on
   // whether or when it validates, so a resumed run samples what the uninterrupted one did.
@@ -53,7 +54,7 @@ Metrics SubnetValLoop::run() {
       all[prefix + ".params"] = r.params;
     }
   }
-  mutator.set_choices(saved);
+  mutator.restore(saved);
   {
     torch::NoGradGuard no_grad;
     for (auto& [buffer, copy] : saved_buffers) buffer.copy_(copy);

@@ -1,6 +1,7 @@
 #pragma once
 // MMRazor's SubnetValLoop: validation (or test) of a weight-sharing supernet, subnet by
-// subnet. For each of `sample_kinds` ("max", "min", "random" — each "random" entry another
+// subnet: a NAS algorithm's, or a pruning algorithm's channel widths (a slimmable network's
+// candidates). For each of `sample_kinds` ("max", "min", "random" — each "random" entry another
 // random subnet) the loop sets the subnet, re-estimates BN statistics on
 // `calibrate_sample_num` training images (every rank its shard, the sums reduced), evaluates
 // and prefixes the metrics: "max_subnet.accuracy/top1", "random_subnet_1.accuracy/top1",

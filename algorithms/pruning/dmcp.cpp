@@ -50,9 +50,14 @@ struct MaybeRecording {
   RecorderManager* manager_;
 };
 
-LossMap prefixed(const std::string& prefix, const LossMap& losses) {
+/// `losses` under `prefix`, with their total as prefix + "loss" (a single loss already named
+/// "loss" is that total).
+LossMap prefixed(const std::string& prefix, const LossMap& losses, const torch::Tensor& total) {
   LossMap out;
-  for (const auto& [key, value] : losses) out.emplace_back(prefix + key, value.detach().mean());
+  for (const auto& [key, value] : losses) {
+    if (key != "loss") out.emplace_back(prefix + key, value.detach().mean());
+  }
+  out.emplace_back(prefix + "loss", total.detach());
   return out;
 }
 
@@ -206,10 +211,11 @@ LossMap DMCP::subnet_step(const std::string& kind, const Batch& batch, OptimWrap
   }
   const torch::Tensor total = total_loss(losses);
   weights.update_params(total);
-  LossMap out = prefixed(mode + "_subnet.", losses);
-  out.emplace_back(mode + "_subnet.loss", total.detach());
   total_ = total_ + total.detach();
-  return out;
+  // Two sampled subnets of one mode in a step log apart: random_subnet, random_subnet_2.
+  std::string prefix = mode + "_subnet";
+  if (++prefix_uses_[prefix] > 1) prefix += "_" + std::to_string(prefix_uses_[prefix]);
+  return prefixed(prefix + ".", losses, total);
 }
 
 LossMap DMCP::arch_step(const Batch& batch, OptimWrapper& weights, OptimWrapper& arch) {
@@ -243,6 +249,7 @@ LossMap DMCP::train_step(const Batch& batch, OptimWrapper& optim) {
   }
   LossMap logged;
   total_ = torch::zeros({});
+  prefix_uses_.clear();
   for (const auto& kind : options_.strategy) {
     for (auto& item : subnet_step(kind, batch, weights)) logged.push_back(std::move(item));
   }

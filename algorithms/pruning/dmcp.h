@@ -41,6 +41,7 @@
 // DMCPSubnetHook writes, after training, the expected subnet (expected_ch.json) and up to
 // `subnet_sample_num` direct samples within 5% of the target (subnet_<i>.json) to
 // work_dir/model_sample, as {unit: channels} for a sub_model's fix_subnet.
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -95,8 +96,9 @@ class DMCP : public ItePruneAlgorithm {
   std::shared_ptr<ConfigurableDistiller> distiller_;
   bool arch_train_ = false;
   double cur_sample_prob_ = 1.0;
-  /// The step's summed subnet losses (logged as "loss").
+  /// The step's summed subnet losses (logged as "loss"), and how often each log prefix was used.
   torch::Tensor total_;
+  std::map<std::string, int> prefix_uses_;
   /// Each counted op's full-width FLOPs and where its channels come from.
   struct CountedOp {
     double flops = 0;

@@ -58,6 +58,7 @@ class ItePruneAlgorithm : public BaseAlgorithm {
   LossMap train_step(const Batch& batch, OptimWrapper& optim) override;
 
   ChannelMutator& mutator() { return *mutator_; }
+  SubnetMutator* subnet_mutator() override { return mutator_.get(); }
   const ChannelMutator& mutator() const { return *mutator_; }
   const ItePruneOptions& options() const { return options_; }
   /// The choices at iteration `iteration` of a step_freq of `step` iterations (MMRazor's

@@ -146,7 +146,7 @@ void ChannelMutator::set_choices(const Json& choices) {
   apply();
 }
 
-Json ChannelMutator::sample_choices(const std::string& kind, at::Generator& generator) const {
+Json ChannelMutator::sample_choices(const std::string& kind, at::Generator& generator) {
   RAZOR_CHECK(kind == "max" || kind == "min" || kind == "random", "channel choices: the kinds to sample are \"max\", "
               "\"min\" and \"random\", got \"", kind, "\"");
   Json out = Json::object();

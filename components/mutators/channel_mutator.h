@@ -11,6 +11,7 @@
 #include "components/channel/channel_analyzer.h"
 #include "components/channel/channel_selection.h"
 #include "components/channel/mutable_channel_unit.h"
+#include "components/mutators/subnet_mutator.h"
 #include "engine/config.h"
 #include "engine/model.h"
 
@@ -41,10 +42,9 @@ struct ChannelMutatorOptions {
 /// (make_static's zero-padded widths).
 int64_t padded_width(int64_t width, int64_t channels, int64_t divisor);
 
-class ChannelMutator {
+class ChannelMutator : public SubnetMutator {
  public:
   explicit ChannelMutator(ChannelMutatorOptions options);
-  virtual ~ChannelMutator() = default;
   const ChannelMutatorOptions& options() const { return options_; }
 
   /// Finds the units of `architecture` (tracing its forward_tensor) and makes them mutable
@@ -58,16 +58,20 @@ class ChannelMutator {
   /// {unit name: choice} for the units listed (the others keep theirs): each such unit picks
   /// its channels now (an L1 unit from the current weights) and keeps them until set again;
   /// then every op at its units' widths.
-  void set_choices(const Json& choices);
+  void set_choices(const Json& choices) override;
   /// {unit name: [kept channel indices]}: what a checkpoint holds, so that a resumed or
   /// exported model keeps exactly the channels it was trained with.
   Json current_masks() const;
   /// Restores current_masks() (and the choices beside them), then applies them.
   void load_masks(const Json& masks, const Json& choices);
-  Json current_choices() const;
+  Json current_choices() const override;
+  /// The kept channels with the choices (an importance unit's channels follow the weights
+  /// when its choice is set again), and back.
+  Json state() const override { return {{"masks", current_masks()}, {"choices", current_choices()}}; }
+  void restore(const Json& state) override { load_masks(state.at("masks"), state.at("choices")); }
   /// {unit name: choice} of `kind` "max", "min" or "random" (each unit's own draw from
   /// `generator`: a candidate of a OneShot unit, any width of another).
-  Json sample_choices(const std::string& kind, at::Generator& generator) const;
+  Json sample_choices(const std::string& kind, at::Generator& generator) override;
   /// MMRazor's SlimmableChannelMutator.subnets: the i-th takes every unit's i-th candidate
   /// (sorted); every unit must be a OneShot one with as many candidates.
   std::vector<Json> subnets() const;

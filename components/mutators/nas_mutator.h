@@ -12,6 +12,7 @@
 #include <torch/nn/module.h>
 
 #include "components/mutables/mutable.h"
+#include "components/mutators/subnet_mutator.h"
 #include "engine/config.h"
 
 namespace razor {
@@ -41,7 +42,7 @@ struct NasMutatorOptions {
   bool create_arch_params = true;
 };
 
-class NasMutator : public torch::nn::Module {
+class NasMutator : public torch::nn::Module, public SubnetMutator {
  public:
   explicit NasMutator(NasMutatorOptions options = {});
 
@@ -58,11 +59,11 @@ class NasMutator : public torch::nn::Module {
   Json sample_choices(const std::string& kind = "random") { return sample_choices(kind, generator_); }
   /// The same, drawing random choices from `generator` (validation draws its own subnets, so
   /// that it does not change which subnets training samples).
-  Json sample_choices(const std::string& kind, at::Generator& generator);
+  Json sample_choices(const std::string& kind, at::Generator& generator) override;
   /// Sets every group in `choices` ({group key: choice}); a group missing from it, an
   /// unknown key or a choice that is not valid is a config error.
-  void set_choices(const Json& choices);
-  Json current_choices() const;
+  void set_choices(const Json& choices) override;
+  Json current_choices() const override;
   Json max_choices() const { return const_cast<NasMutator*>(this)->sample_choices("max"); }
   Json min_choices() const { return const_cast<NasMutator*>(this)->sample_choices("min"); }
 

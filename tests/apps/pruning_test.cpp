@@ -209,6 +209,15 @@ TEST_CASE("razor train/test/export with SlimmableNetwork: three widths trained a
   const std::string tested = read_file(test_log);
   CHECK(metric(tested, "subnet_0.accuracy/top1") == Approx(quarter).margin(1e-3));
   CHECK(metric(tested, "subnet_2.accuracy/top1") == Approx(full).margin(1e-3));
+  // SubnetTestLoop, the NAS loops' evaluation, reads the same mutator: its max and min
+  // subnets are the widest and narrowest candidates.
+  const std::string subnet_log = dir / "subnet_test.log";
+  REQUIRE(run(razor_command("test " + config + " " + ckpt + " --work-dir " + (dir / "ts") + pretrained +
+                            " 'test_cfg={type=\"SubnetTestLoop\", calibrate_sample_num=0, estimate_resources=false}'"),
+              subnet_log) == 0);
+  const std::string subnets = read_file(subnet_log);
+  CHECK(metric(subnets, "max_subnet.accuracy/top1") == Approx(full).margin(1e-3));
+  CHECK(metric(subnets, "min_subnet.accuracy/top1") == Approx(quarter).margin(1e-3));
 
   // One subnet exported alone: a static model with that width's BatchNorms, testing as it.
   const std::string export_log = dir / "export.log";
