@@ -3,10 +3,15 @@
 #include <cmath>
 #include <limits>
 
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
+
+#include <string>
+#include <vector>
 
 #include "engine/dist.h"
 #include "engine/runner.h"
+#include "engine/strings.h"
 
 namespace razor {
 
@@ -62,6 +67,13 @@ int64_t TrainLoop::batches_done_in_epoch(int64_t per_epoch) const {
 void TrainLoop::maybe_validate(int64_t completed, int64_t total) {
   if (!runner_.has_val()) return;
   if (completed >= val_begin_ && (completed % val_interval_ == 0 || completed == total)) runner_.val();
+}
+
+void EvalLoop::report_subnets(const Metrics& metrics, const std::string& what, int precision) const {
+  std::vector<std::string> parts;
+  for (const auto& item : metrics) parts.push_back(item.first + ": " + format_number(item.second, precision));
+  spdlog::info("{} of {}: {}", is_test_ ? "test" : "validation", what, join(parts, "  "));
+  for (const auto& item : metrics) runner_.message_hub().scalars[item.first] = item.second;
 }
 
 Metrics EvalLoop::run() {

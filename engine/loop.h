@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <string>
 
 #include <torch/types.h>
 
@@ -77,6 +78,10 @@ class EvalLoop : public Loop {
   virtual Metrics run();
 
  protected:
+  /// Logs `metrics` of several subnets on one line ("validation of `what`: key: value ...")
+  /// and hands them to the message hub, as a subnet loop ends.
+  void report_subnets(const Metrics& metrics, const std::string& what, int precision) const;
+
   Runner& runner_;
   bool is_test_;
 };

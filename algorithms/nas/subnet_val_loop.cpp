@@ -59,10 +59,7 @@ Metrics SubnetValLoop::run() {
     torch::NoGradGuard no_grad;
     for (auto& [buffer, copy] : saved_buffers) buffer.copy_(copy);
   }
-  std::vector<std::string> parts;
-  for (const auto& item : all) parts.push_back(item.first + ": " + format_number(item.second, 3));
-  spdlog::info("{} of subnets: {}", is_test_ ? "test" : "validation", join(parts, "  "));
-  for (const auto& item : all) runner_.message_hub().scalars[item.first] = item.second;
+  report_subnets(all, "subnets", 3);
   return all;
 }
 

@@ -22,10 +22,7 @@ Metrics SlimmableValLoop::run() {
     all[prefix + "params_ratio"] = slimmable->params_ratio();
   }
   slimmable->set_subnet(slimmable->resting_subnet());
-  std::vector<std::string> parts;
-  for (const auto& item : all) parts.push_back(item.first + ": " + format_number(item.second, 4));
-  spdlog::info("{} of the slimmable subnets: {}", is_test_ ? "test" : "validation", join(parts, "  "));
-  for (const auto& item : all) runner_.message_hub().scalars[item.first] = item.second;
+  report_subnets(all, "the slimmable subnets", 4);
   return all;
 }
 
