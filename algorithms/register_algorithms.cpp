@@ -5,6 +5,7 @@
 #include "algorithms/nas/nas_algorithm.h"
 #include "algorithms/pruning/ite_prune_algorithm.h"
 #include "algorithms/quantization/mm_architecture_quant.h"
+#include "algorithms/sub_model.h"
 #include "components/nn/module.h"
 
 namespace razor {
@@ -19,6 +20,7 @@ void register_algorithms() {
   register_nas_algorithms();
   register_quantization_algorithms();
   register_pruning_algorithms();
+  register_sub_model();
   // `model = { type = "BaseAlgorithm", architecture = { type = "ImageClassifier", ... } }`
   model_registry().add("BaseAlgorithm", [](Args& args, const BuildContext& context) {
     Args architecture_args = args.sub("architecture");

@@ -87,7 +87,20 @@ std::optional<std::pair<std::vector<int64_t>, std::string>> sample_shape(Runner&
   return std::nullopt;
 }
 
+constexpr const char* kNoShape = "the config has no train_cfg.estimator_cfg.input_shape and no dataloader";
+
 }  // namespace
+
+std::pair<std::vector<int64_t>, std::string> model_input_shape(Runner& runner) {
+  const auto config = std::make_shared<const Config>(runner.config());
+  bool has_shape = false;
+  if (auto from_config = config_estimator(config, &has_shape); from_config && has_shape) {
+    return {from_config->first.input_shape, from_config->second + ".input_shape"};
+  }
+  auto sampled = sample_shape(runner);
+  RAZOR_CHECK(sampled, runner.config().file, ": cannot tell the model's input shape: ", kNoShape);
+  return {sampled->first, "one sample of " + sampled->second};
+}
 
 namespace {
 
@@ -130,10 +143,8 @@ Prepared prepare(const AnalyzeOptions& options) {
   Runner& runner = *prepared.runner;
   if (prepared.input_shape.empty()) {
     auto sampled = sample_shape(runner);
-    RAZOR_CHECK(
-        sampled, config->file,
-        ": cannot tell the model's input shape: the config has no "
-        "train_cfg.estimator_cfg.input_shape and no dataloader; pass --input-shape N C H W");
+    RAZOR_CHECK(sampled, config->file, ": cannot tell the model's input shape: ", kNoShape,
+                "; pass --input-shape N C H W");
     prepared.input_shape = sampled->first;
     prepared.input_shape_source = "one sample of " + sampled->second;
   }

@@ -7,6 +7,7 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "components/channel/channel_analyzer.h"
@@ -70,5 +71,11 @@ Json channel_units_json(const channel::ChannelAnalysis& analysis, const AnalyzeO
 
 /// analyze (or analyze_channel_units) + print to stdout; returns the exit code.
 int run_analyze(const AnalyzeOptions& options);
+
+class Runner;
+/// 1 x C x H x W of what the model of `runner`'s config takes, and where that was read: the
+/// config's estimator_cfg input_shape, else one sample of its first dataloader (test, val,
+/// train). A config with neither is an error naming it.
+std::pair<std::vector<int64_t>, std::string> model_input_shape(Runner& runner);
 
 }  // namespace razor

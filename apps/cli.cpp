@@ -12,10 +12,10 @@
 #include <torch/torch.h>
 
 #include "apps/analyze.h"
-#include "apps/pruned_export.h"
 #include "apps/bench.h"
 #include "apps/export.h"
 #include "apps/pytorch_export.h"
+#include "apps/static_export.h"
 #include "apps/onnx_export.h"
 #include "apps/register_all.h"
 #include "algorithms/nas/nas_algorithm.h"
@@ -133,25 +133,30 @@ int command_export(const std::string& file, const std::string& checkpoint, const
   }
   RAZOR_CHECK(format == "checkpoint", "--format ", format, ": unknown (known: checkpoint, onnx, pytorch)");
   RAZOR_CHECK(pruned || divisor == 1, "--divisor applies to --pruned");
-  if (pruned) {
-    RAZOR_CHECK(subnet.empty(), "--pruned and --subnet are different exports: give one");
-    const PrunedExport report = export_pruned(config, checkpoint, out, divisor);
+  RAZOR_CHECK(!(pruned && !subnet.empty()), "--pruned and --subnet are different exports: give one");
+  if (pruned || !subnet.empty()) {
+    StaticExportOptions options;
+    options.subnet = subnet;
+    options.divisor = divisor;
+    const StaticExport report = export_static(config, checkpoint, out, options);
+    const double params_share = 100.0 * static_cast<double>(report.static_params) / static_cast<double>(report.full_params);
     char line[1024];
-    std::snprintf(line, sizeof(line),
-                  "Exported the pruned model to %s and %s: %.3f M of %.3f M FLOPs (%.2f%%), %.3f M of %.3f M params "
-                  "(%.2f%%); its logits equal the pruned model's (max relative difference %.1e)\n",
-                  report.config.c_str(), report.weights.c_str(), report.pruned_flops / 1e6, report.full_flops / 1e6,
-                100 * report.pruned_flops / report.full_flops, static_cast<double>(report.pruned_params) / 1e6,
-                static_cast<double>(report.full_params) / 1e6,
-                100.0 * static_cast<double>(report.pruned_params) / static_cast<double>(report.full_params),
-                report.max_relative_error);
+    if (pruned) {
+      std::snprintf(line, sizeof(line),
+                    "Exported the pruned model to %s and %s: %.3f M of %.3f M FLOPs (%.2f%%), %.3f M of %.3f M params "
+                    "(%.2f%%); its logits equal the pruned model's (max relative difference %.1e)\n",
+                    report.config.c_str(), report.weights.c_str(), report.static_flops / 1e6, report.full_flops / 1e6,
+                    100 * report.static_flops / report.full_flops, static_cast<double>(report.static_params) / 1e6,
+                    static_cast<double>(report.full_params) / 1e6, params_share, report.max_relative_error);
+    } else {
+      std::snprintf(line, sizeof(line),
+                    "Exported the subnet to %s and %s: %.3f M FLOPs, %.3f M params (%.2f%% of the supernet's %.3f M); "
+                    "its logits equal the supernet's fixed to it (max relative difference %.1e)\n",
+                    report.config.c_str(), report.weights.c_str(), report.static_flops / 1e6,
+                    static_cast<double>(report.static_params) / 1e6, params_share,
+                    static_cast<double>(report.full_params) / 1e6, report.max_relative_error);
+    }
     std::cout << line;
-    return 0;
-  }
-  if (!subnet.empty()) {
-    SubnetExport report = export_subnet(*config, checkpoint, subnet, out);
-    std::cout << "Exported the subnet (" << report.subnet_params << " parameters; the supernet has "
-              << report.supernet_params << ") to " << report.config << " and " << report.weights << "\n";
     return 0;
   }
   ExportReport report = export_architecture(*config, checkpoint, out);
@@ -322,10 +327,10 @@ int run_cli(const std::vector<std::string>& args) {
   auto* export_command = app.add_subcommand("export", "Write a model as a plain checkpoint (an algorithm's architecture) or as ONNX (--format onnx)");
   export_command->add_option("config", config_file, "The config the checkpoint was trained with")->required();
   export_command->add_option("checkpoint", checkpoint, "The algorithm's checkpoint")->required();
-  export_command->add_option("--out", out, "The file to write (with --subnet: a directory)")->required();
+  export_command->add_option("--out", out, "The file to write (with --subnet or --pruned: a directory)")->required();
   std::string export_subnet_file;
   export_command->add_option("--subnet", export_subnet_file,
-                             "Write a NAS supernet fixed to this subnet YAML as a static model");
+                             "A NAS supernet fixed to this subnet YAML as a static model: DIR/subnet.toml and DIR/subnet.pth");
   export_command->add_option("--cfg-options", overrides, "Override config keys: a.b.c=VALUE")->expected(1, -1);
   bool export_pruned_flag = false;
   export_command->add_flag("--pruned", export_pruned_flag,

@@ -78,7 +78,8 @@ namespace razor {
 void register_dcff() {
   model_registry().add("DCFF", [](Args& args, const BuildContext& context) {
     auto [architecture, build_copy] = build_architecture_to_prune(args, context, "DCFF");
-    auto mutator = channel_mutator_from(args, "mutator_cfg", "DCFFChannelMutator");
+    auto mutator =
+        std::make_unique<ChannelMutator>(channel_mutator_options_from(args, "mutator_cfg", "DCFFChannelMutator"));
     ItePruneOptions defaults;
     defaults.prune_times = 0;
     defaults.linear_schedule = false;

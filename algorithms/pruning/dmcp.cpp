@@ -89,16 +89,8 @@ DMCP::DMCP(std::shared_ptr<Model> architecture, std::unique_ptr<DMCPChannelMutat
     for (const auto& c : units[u]->spec().output_related) ops[c.name].out_units.emplace_back(u, c.end - c.start);
     for (const auto& c : units[u]->spec().input_related) ops[c.name].in_units.emplace_back(u, c.end - c.start);
   }
-  const bool training = architecture_->is_training();
-  architecture_->eval();
-  torch::NoGradGuard no_grad;
-  ResourceEstimator estimator(
-      ResourceEstimatorOptions().with_input_shape(this->mutator().options().parse.demo_input).with_units(""));
-  Model& arch = *architecture_;
-  const ResourceReport report =
-      estimator.estimate_report(arch, [&](const torch::Tensor& x) { return arch.forward_tensor(x); });
-  architecture_->train(training);
-  const auto modules = arch.named_modules();
+  const ResourceReport report = count_report();
+  const auto modules = architecture_->named_modules();
   for (const auto& layer : report.layers) has_backbone_ = has_backbone_ || layer.path.rfind("backbone.", 0) == 0;
   for (const auto& layer : report.layers) {
     if (layer.flops == 0 || (has_backbone_ && layer.path.rfind("backbone.", 0) != 0)) continue;
@@ -157,21 +149,12 @@ double DMCP::mflops_of(const Json& choices) {
   // Counted on the subnet itself, then the widths put back.
   const Json masks = mutator().current_masks(), before = mutator().current_choices();
   mutator().set_choices(choices);
-  const bool training = architecture_->is_training();
   const bool gated = dmcp_mutator().gated();
-  architecture_->eval();
   dmcp_mutator().set_gated(false);
-  torch::NoGradGuard no_grad;
-  ResourceEstimator estimator(
-      ResourceEstimatorOptions().with_input_shape(mutator().options().parse.demo_input).with_units(""));
-  Model& arch = *architecture_;
-  const ResourceReport report =
-      estimator.estimate_report(arch, [&](const torch::Tensor& x) { return arch.forward_tensor(x); });
   double total = 0;
-  for (const auto& layer : report.layers) {
+  for (const auto& layer : count_report().layers) {
     if (!has_backbone_ || layer.path.rfind("backbone.", 0) == 0) total += layer.flops;
   }
-  architecture_->train(training);
   dmcp_mutator().set_gated(gated);
   mutator().load_masks(masks, before);
   return total / 1e6;
@@ -320,12 +303,7 @@ class DMCPSubnetHook : public Hook {
 void register_dmcp() {
   model_registry().add("DMCP", [](Args& args, const BuildContext& context) {
     auto [architecture, build_copy] = build_architecture_to_prune(args, context, "DMCP");
-    Json table = args.has("mutator_cfg") ? args.raw("mutator_cfg") : Json::object();
-    RAZOR_CHECK(table.is_object(), args.where("mutator_cfg"), ": expected a table");
-    if (!table.contains("type")) table["type"] = "DMCPChannelMutator";
-    ChannelMutatorOptions mutator_options = ChannelMutatorOptions::from(table, args.where("mutator_cfg"), config_dir_of(args));
-    RAZOR_CHECK(mutator_options.type == "DMCPChannelMutator", args.where("mutator_cfg.type"),
-                ": DMCP takes a \"DMCPChannelMutator\"");
+    ChannelMutatorOptions mutator_options = channel_mutator_options_from(args, "mutator_cfg", "DMCPChannelMutator");
     std::array<double, 3> pruning_cfg = {0.1, 1.0, 0.05};
     if (!mutator_options.pruning_cfg.is_null()) {
       for (size_t i = 0; i < 3; ++i) pruning_cfg[i] = mutator_options.pruning_cfg[i].get<double>();

@@ -89,14 +89,8 @@ void GroupFisherAlgorithm::load_extra_state(const Json& state) {
 void register_group_fisher() {
   model_registry().add("GroupFisherAlgorithm", [](Args& args, const BuildContext& context) {
     auto [architecture, build_copy] = build_architecture_to_prune(args, context, "GroupFisherAlgorithm");
-    const std::string config_dir = config_dir_of(args);
-    Json table = args.has("mutator") ? args.raw("mutator") : Json::object();
-    RAZOR_CHECK(table.is_object(), args.where("mutator"), ": expected a table");
-    if (!table.contains("type")) table["type"] = "GroupFisherChannelMutator";
-    ChannelMutatorOptions options = ChannelMutatorOptions::from(table, args.where("mutator"), config_dir);
-    RAZOR_CHECK(options.type == "GroupFisherChannelMutator", args.where("mutator.type"),
-                ": GroupFisherAlgorithm takes a \"GroupFisherChannelMutator\"");
-    auto mutator = std::make_unique<GroupFisherChannelMutator>(options);
+    auto mutator =
+        std::make_unique<GroupFisherChannelMutator>(channel_mutator_options_from(args, "mutator", "GroupFisherChannelMutator"));
     const int64_t interval = args.get<int64_t>("interval", 10);
     auto algorithm = std::make_shared<GroupFisherAlgorithm>(architecture, std::move(mutator), interval, context.runner,
                                                             std::move(build_copy));

@@ -17,6 +17,7 @@
 #include "components/estimators/resource_estimator.h"
 #include "components/nn/module.h"
 #include "engine/checkpoint.h"
+#include "engine/dist.h"
 #include "engine/error.h"
 #include "engine/loop.h"
 #include "engine/runner.h"
@@ -74,14 +75,21 @@ Json ItePruneAlgorithm::target_for_share(double share, bool of_flops) {
     }
     return choices;
   };
+  // Counted at the widths alone (the first channels of each unit: which ones are kept does
+  // not change the count), so that no importance is computed, none from gradients.
   auto share_at = [&](double ratio) {
-    mutator_->set_choices(choices_at(ratio));
+    const Json choices = choices_at(ratio);
+    channel::ChannelSelection widths = mutator_->selection();
+    for (size_t i = 0; i < mutator_->units().size(); ++i) {
+      const auto& unit = *mutator_->units()[i];
+      widths.keep_first(i, unit.width_of(choices.at(unit.name())));
+    }
+    widths.apply();
     const Resources r = count();
     return of_flops ? r.flops / full_flops_ : r.params / full_params_;
   };
   // The widths only grow with the ratio, so the share does: bisect for the largest ratio
   // (to 4 decimals, rounded down) whose model keeps at most `share`.
-  const Json before = mutator_->current_choices();
   double low = 1e-4, high = 1.0;
   const double smallest = share_at(low);
   double ratio = 1.0;
@@ -95,7 +103,7 @@ Json ItePruneAlgorithm::target_for_share(double share, bool of_flops) {
     ratio = std::floor(low * 1e4) / 1e4;
   }
   const double reached = share_at(ratio);
-  mutator_->set_choices(before);
+  mutator_->apply();
   spdlog::info("ItePruneAlgorithm: {} = {}: every unit keeps a ratio of {} of its channels, {:.2f}% of the {}", what,
                share, ratio, 100 * reached, of_flops ? "FLOPs" : "params");
   return choices_at(ratio);
@@ -148,7 +156,7 @@ Json ItePruneAlgorithm::prune_at(int64_t iteration, int64_t step) const {
   return choices;
 }
 
-Resources ItePruneAlgorithm::count() {
+ResourceReport ItePruneAlgorithm::count_report() {
   // In eval mode and without gradients, so that training statistics do not move.
   const bool training = architecture_->is_training();
   architecture_->eval();
@@ -156,11 +164,12 @@ Resources ItePruneAlgorithm::count() {
   ResourceEstimator estimator(
       ResourceEstimatorOptions().with_input_shape(mutator_->options().parse.demo_input).with_units(""));
   Model& arch = *architecture_;
-  const auto totals =
-      estimator.estimate_report(arch, [&](const torch::Tensor& x) { return arch.forward_tensor(x); }).totals;
+  ResourceReport report = estimator.estimate_report(arch, [&](const torch::Tensor& x) { return arch.forward_tensor(x); });
   architecture_->train(training);
-  return totals;
+  return report;
 }
+
+Resources ItePruneAlgorithm::count() { return count_report().totals; }
 
 int64_t ItePruneAlgorithm::iteration() const { return runner_ ? runner_->train_loop().iter() : own_iteration_; }
 
@@ -197,13 +206,43 @@ int64_t ItePruneAlgorithm::step_in_iterations() const {
 
 int64_t ItePruneAlgorithm::max_iterations() const { return runner_ ? runner_->train_loop().max_iters() : 0; }
 
+namespace {
+
+/// For units that rank channels by the loss's gradients (Taylor): one forward and backward
+/// of `batch` at the current widths, the gradients averaged over ranks so that every rank
+/// keeps the same channels. No optimiser steps; the caller clears the gradients after.
+/// Returns whether it ran.
+bool gradients_for_importance(Model& architecture, const ChannelMutator& mutator, const Batch& batch) {
+  bool needed = false;
+  for (const auto& unit : mutator.units()) {
+    auto* ranked = dynamic_cast<const channel::ImportanceChannelUnit*>(unit.get());
+    needed = needed || (ranked && ranked->needs_gradients());
+  }
+  if (!needed) return false;
+  architecture.zero_grad();
+  total_loss(architecture.loss(batch)).backward();
+  if (dist::world_size() > 1) {
+    std::vector<torch::Tensor> gradients;
+    for (auto& p : architecture.parameters()) {
+      if (p.grad().defined()) gradients.push_back(p.mutable_grad());
+    }
+    dist::all_reduce(gradients);
+    for (auto& g : gradients) g.div_(static_cast<double>(dist::world_size()));
+  }
+  return true;
+}
+
+}  // namespace
+
 LossMap ItePruneAlgorithm::train_step(const Batch& batch, OptimWrapper& optim) {
   const int64_t at = iteration();
   const int64_t step = step_in_iterations();
   if (!options_.target.empty()) {
     const Json choices = prune_at(at, step);
     if (!choices.is_null()) {
+      const bool with_gradients = gradients_for_importance(*architecture_, *mutator_, batch);
       mutator_->set_choices(choices);
+      if (with_gradients) architecture_->zero_grad();
       spdlog::info("ItePruneAlgorithm: prune {} of {} at iteration {}", at / step + 1, options_.prune_times, at);
       report();
     }
@@ -233,8 +272,20 @@ void ItePruneAlgorithm::load_extra_state(const Json& state) {
 
 namespace {
 
-/// A JSON table given inline or as a path to a JSON file: relative to the working directory
-/// as MMRazor's are (a work_dir's fix_subnet.json), else to the config's folder.
+/// A new copy of the architecture table (without its init_cfg), built as `args` builds it.
+ArchitectureBuilder architecture_builder(Args& args, const std::string& key) {
+  Json table = args.raw(key);
+  table.erase("init_cfg");
+  return [table, where = args.where(key), config = args.config()] {
+    Args copy_args(table, where, config);
+    auto copy = build_model_as<Model>(copy_args, {}, "an architecture");
+    nn::assign_paths(*copy);
+    return copy;
+  };
+}
+
+}  // namespace
+
 Json table_or_file(Args& args, const std::string& key, const std::string& config_dir) {
   const Json& value = args.raw(key);
   if (!value.is_string()) return value;
@@ -249,8 +300,6 @@ Json table_or_file(Args& args, const std::string& key, const std::string& config
   }
 }
 
-/// The checkpoint of MMRazor's init_cfg = { type = "Pretrained", checkpoint = ... } in
-/// `args` (the architecture takes no init_cfg itself); empty if there is none.
 std::string pretrained_checkpoint(Args& args, const char* purpose) {
   if (!args.has("init_cfg")) return {};
   Args init = args.sub("init_cfg");
@@ -260,41 +309,6 @@ std::string pretrained_checkpoint(Args& args, const char* purpose) {
   init.finish();
   return checkpoint;
 }
-
-/// A new copy of the architecture table (without its init_cfg), built as `args` builds it.
-ArchitectureBuilder architecture_builder(Args& args, const std::string& key) {
-  Json table = args.raw(key);
-  table.erase("init_cfg");
-  return [table, where = args.where(key), config = args.config()] {
-    Args copy_args(table, where, config);
-    auto copy = build_model_as<Model>(copy_args, {}, "an architecture");
-    nn::assign_paths(*copy);
-    return copy;
-  };
-}
-
-/// sub_model's fix_subnet: MMRazor's mutator file (what ItePruneValLoop writes:
-/// {type = "ChannelMutator", channel_unit_cfg = {type, default_args, units}, parse_cfg}) or
-/// the short form {unit name: channel count or ratio}, whose units keep their first channels.
-ChannelMutatorOptions fix_subnet_options(Args& args, const std::string& config_dir) {
-  const Json fix = table_or_file(args, "fix_subnet", config_dir);
-  if (!fix.is_object()) args.fail("fix_subnet", "expected {unit name: channel count or ratio}, got " + fix.dump());
-  ChannelMutatorOptions options;
-  if (fix.contains("channel_unit_cfg")) {
-    options = ChannelMutatorOptions::from(fix, args.where("fix_subnet"), config_dir);
-  } else {
-    for (const auto& [name, choice] : fix.items()) {
-      options.units[name] = {{"init_args", {{"choice_mode", choice.is_number_integer() ? "number" : "ratio"}}},
-                             {"choice", choice}};
-    }
-  }
-  if (args.has("demo_input")) {
-    options.parse = channel::ChannelAnalyzer::options_from(Json{{"demo_input", args.raw("demo_input")}}, args.where());
-  }
-  return options;
-}
-
-}  // namespace
 
 std::string config_dir_of(const Args& args) {
   return args.config() ? fs::path(args.config()->file).parent_path().string() : std::string();
@@ -315,11 +329,16 @@ std::pair<std::shared_ptr<Model>, ArchitectureBuilder> build_architecture_to_pru
   return {architecture, build_copy};
 }
 
-std::unique_ptr<ChannelMutator> channel_mutator_from(Args& args, const std::string& key, const char* default_type) {
+ChannelMutatorOptions channel_mutator_options_from(Args& args, const std::string& key, const std::string& type) {
   Json table = args.has(key) ? args.raw(key) : Json::object();
   RAZOR_CHECK(table.is_object(), args.where(key), ": expected a table");
-  if (!table.contains("type")) table["type"] = default_type;
-  return std::make_unique<ChannelMutator>(ChannelMutatorOptions::from(table, args.where(key), config_dir_of(args)));
+  if (!table.contains("type")) table["type"] = type;
+  ChannelMutatorOptions options = ChannelMutatorOptions::from(table, args.where(key), config_dir_of(args));
+  // The mutators that are classes of their own take only their own type.
+  if (type == "GroupFisherChannelMutator" || type == "DMCPChannelMutator") {
+    RAZOR_CHECK(options.type == type, args.where(key + ".type"), ": expected \"", type, "\", got \"", options.type, "\"");
+  }
+  return options;
 }
 
 ItePruneOptions ite_prune_options_from(Args& args, ItePruneOptions options) {
@@ -349,36 +368,9 @@ void register_pruning_algorithms() {
   register_slimmable_network();
   register_dcff();
   register_dmcp();
-  // MMRazor's sub_model (mode "mutator"): the architecture `cfg` cut for good to the unit
-  // widths of `fix_subnet`, as a plain model. With init_weight_from_supernet, init_cfg's
-  // checkpoint (the full model's) is loaded before the cut, so that the units pick their
-  // channels from it (an L1 unit: the largest |W|); without, it is loaded after (a pruned
-  // model's, as razor export --pruned and ItePruneValLoop write them).
-  model_registry().add("sub_model", [](Args& args, const BuildContext& context) {
-    Args cfg = args.sub("cfg");
-    auto architecture = build_model_as<Model>(cfg, context, "an architecture");
-    nn::assign_paths(*architecture);
-    const std::string mode = args.get("mode", "mutator");
-    if (mode != "mutator") args.fail("mode", "only \"mutator\" (channel units) is supported, got \"" + mode + "\"");
-    ChannelMutator mutator(fix_subnet_options(args, config_dir_of(args)));
-    const bool from_supernet = args.get<bool>("init_weight_from_supernet", false);
-    const std::string checkpoint = pretrained_checkpoint(args, "a sub_model");
-    if (from_supernet && checkpoint.empty()) {
-      args.fail("init_weight_from_supernet", "needs init_cfg = { type = \"Pretrained\", checkpoint = ... }, the full "
-                "model's weights");
-    }
-    if (from_supernet) load_architecture_weights(*architecture, checkpoint, args.config(), args.where("init_cfg.checkpoint"));
-    mutator.prepare_from_supernet(*architecture);
-    mutator.make_static();
-    if (!from_supernet && !checkpoint.empty()) {
-      load_architecture_weights(*architecture, checkpoint, args.config(), args.where("init_cfg.checkpoint"));
-    }
-    return std::static_pointer_cast<torch::nn::Module>(architecture);
-  });
-
   model_registry().add("ItePruneAlgorithm", [](Args& args, const BuildContext& context) {
     auto [architecture, build_copy] = build_architecture_to_prune(args, context, "ItePruneAlgorithm");
-    auto mutator = channel_mutator_from(args, "mutator_cfg", "ChannelMutator");
+    auto mutator = std::make_unique<ChannelMutator>(channel_mutator_options_from(args, "mutator_cfg", "ChannelMutator"));
     auto algorithm = std::make_shared<ItePruneAlgorithm>(architecture, std::move(mutator),
                                                          ite_prune_options_from(args, ItePruneOptions{}), context.runner,
                                                          std::move(build_copy));

@@ -97,8 +97,10 @@ class ItePruneAlgorithm : public BaseAlgorithm {
   int64_t step_in_iterations() const;
   /// The run's last iteration (0 without a runner).
   int64_t max_iterations() const;
-  /// FLOPs and params (raw) of the architecture at its current widths, on the demo input.
+  /// FLOPs and params (raw) of the architecture at its current widths, on the demo input,
+  /// and the same per op.
   Resources count();
+  ResourceReport count_report();
   /// Recomputes flops_ratio() and params_ratio() from the current widths.
   void update_ratios();
   /// target_flops / target_params as one ratio for every unit (bisection on the ratio).
@@ -125,8 +127,9 @@ std::pair<std::shared_ptr<Model>, ArchitectureBuilder> build_architecture_to_pru
                                                                                   const BuildContext& context,
                                                                                   const char* who);
 
-/// The ChannelMutator of the table at `key` (its type `default_type` unless given).
-std::unique_ptr<ChannelMutator> channel_mutator_from(Args& args, const std::string& key, const char* default_type);
+/// The options of the mutator table at `key`, of `type` unless it says otherwise; a
+/// GroupFisher or DMCP mutator (classes of their own) must be of that type.
+ChannelMutatorOptions channel_mutator_options_from(Args& args, const std::string& key, const std::string& type);
 
 /// ItePruneAlgorithm's keys (target_pruning_ratio, target_flops, target_params, step_freq,
 /// prune_times, linear_schedule) over `defaults`.
@@ -134,6 +137,15 @@ ItePruneOptions ite_prune_options_from(Args& args, ItePruneOptions defaults);
 
 /// The folder of the config `args` come from ("" without one): where relative files resolve.
 std::string config_dir_of(const Args& args);
+
+/// A JSON table at `key` given inline or as a path to a JSON file: relative to the working
+/// directory as MMRazor's are (a work_dir's fix_subnet.json), else to `config_dir`.
+Json table_or_file(Args& args, const std::string& key, const std::string& config_dir);
+
+/// The checkpoint of MMRazor's init_cfg = { type = "Pretrained", checkpoint = ... } in
+/// `args` (the architecture takes no init_cfg itself); empty if there is none. `purpose`
+/// names the model in the error for another type.
+std::string pretrained_checkpoint(Args& args, const char* purpose);
 
 void register_pruning_algorithms();
 

@@ -63,10 +63,7 @@ void register_slimmable_network() {
   register_slimmable_val_loop();
   model_registry().add("SlimmableNetwork", [](Args& args, const BuildContext& context) {
     auto [architecture, build_copy] = build_architecture_to_prune(args, context, "SlimmableNetwork");
-    Json table = args.has("mutator") ? args.raw("mutator") : Json::object();
-    RAZOR_CHECK(table.is_object(), args.where("mutator"), ": expected a table");
-    if (!table.contains("type")) table["type"] = "SlimmableChannelMutator";
-    ChannelMutatorOptions options = ChannelMutatorOptions::from(table, args.where("mutator"), config_dir_of(args));
+    ChannelMutatorOptions options = channel_mutator_options_from(args, "mutator", "SlimmableChannelMutator");
     const int64_t deploy_index = args.get<int64_t>("deploy_index", -1);
     auto algorithm = std::make_shared<SlimmableNetwork>(architecture, std::make_unique<ChannelMutator>(options),
                                                         deploy_index, context.runner, std::move(build_copy));

@@ -136,17 +136,19 @@ Json SequentialMutableChannelUnit::init_args() const {
           {"min_ratio", options_.min_ratio}};
 }
 
-torch::Tensor ImportanceChannelUnit::mean_over_filters(const std::function<torch::Tensor(const torch::Tensor&)>& score,
-                                                     const char* what) const {
+torch::Tensor ImportanceChannelUnit::mean_over_filters(const FilterScore& score, const char* what) const {
   torch::NoGradGuard no_grad;
   torch::Tensor sum;
   int64_t count = 0;
   for (const auto& c : spec().output_related) {
     auto* op = dynamic_cast<nn::WeightedOp*>(c.module);
     if (!op) continue;  // norms make no filter importance
-    const torch::Tensor filters =
-        op->weight.detach().flatten(1).narrow(0, c.start, c.end - c.start).to(torch::kFloat).cpu();
-    const torch::Tensor s = score(filters);
+    auto rows = [&](const torch::Tensor& t) {
+      return t.defined() ? t.detach().flatten(1).narrow(0, c.start, c.end - c.start).to(torch::kFloat).cpu() : t;
+    };
+    const torch::Tensor s = score(rows(op->weight), rows(op->weight.grad()));
+    RAZOR_CHECK(s.defined(), name(), ": ", c.module->path(), " has no gradient for the ", what, " importance: run a "
+                "backward pass before choosing the channels (ItePruneAlgorithm runs one on the step's batch)");
     sum = sum.defined() ? sum + s : s;
     ++count;
   }
@@ -155,6 +157,8 @@ torch::Tensor ImportanceChannelUnit::mean_over_filters(const std::function<torch
 }
 
 torch::Tensor ImportanceChannelUnit::mask() const {
+  // At full width every channel is kept, whatever the scores (none from gradients yet).
+  if (width() == num_channels()) return torch::ones({num_channels()}, torch::kBool);
   const torch::Tensor score = importance();
   // The largest scores; a stable sort keeps the lower index first among equals.
   const torch::Tensor order = std::get<1>(score.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
@@ -164,15 +168,22 @@ torch::Tensor ImportanceChannelUnit::mask() const {
 }
 
 torch::Tensor L1MutableChannelUnit::importance() const {
-  return mean_over_filters([](const torch::Tensor& w) { return w.abs().mean(1); }, "L1");
+  return mean_over_filters([](const torch::Tensor& w, const torch::Tensor&) { return w.abs().mean(1); }, "L1");
 }
 
 torch::Tensor L2MutableChannelUnit::importance() const {
-  return mean_over_filters([](const torch::Tensor& w) { return w.norm(2, 1); }, "L2");
+  return mean_over_filters([](const torch::Tensor& w, const torch::Tensor&) { return w.norm(2, 1); }, "L2");
 }
 
 torch::Tensor FPGMMutableChannelUnit::importance() const {
-  return mean_over_filters([](const torch::Tensor& w) { return torch::cdist(w, w).sum(1); }, "FPGM");
+  return mean_over_filters([](const torch::Tensor& w, const torch::Tensor&) { return torch::cdist(w, w).sum(1); },
+                           "FPGM");
+}
+
+torch::Tensor TaylorMutableChannelUnit::importance() const {
+  return mean_over_filters(
+      [](const torch::Tensor& w, const torch::Tensor& g) { return g.defined() ? (w * g).sum(1).square() : g; },
+      "Taylor");
 }
 
 torch::Tensor BNScaleMutableChannelUnit::importance() const {
@@ -289,6 +300,7 @@ std::unique_ptr<SequentialMutableChannelUnit> make_unit(const std::string& type,
       {"L2MutableChannelUnit", &make<L2MutableChannelUnit>},
       {"FPGMMutableChannelUnit", &make<FPGMMutableChannelUnit>},
       {"BNScaleMutableChannelUnit", &make<BNScaleMutableChannelUnit>},
+      {"TaylorMutableChannelUnit", &make<TaylorMutableChannelUnit>},
       {"OneShotMutableChannelUnit", &make<OneShotMutableChannelUnit>},
       {"SlimmableChannelUnit", &make<SlimmableChannelUnit>},
       {"GroupFisherChannelUnit", &make<GroupFisherChannelUnit>},

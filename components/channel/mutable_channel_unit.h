@@ -9,7 +9,10 @@
 //   L2MutableChannelUnit: the L2 norm of each filter;
 //   FPGMMutableChannelUnit: each filter's summed distance to the others (FPGM, He et al.
 //     2019: the filters nearest the geometric median are the most replaceable, pruned first);
-//   BNScaleMutableChannelUnit: |gamma| of the unit's BatchNorms (network slimming).
+//   BNScaleMutableChannelUnit: |gamma| of the unit's BatchNorms (network slimming);
+//   TaylorMutableChannelUnit: each filter's first-order Taylor estimate of the loss change
+//     when it is removed, (sum W * dL/dW)^2 (Molchanov et al. 2019), from the gradients of
+//     the last backward pass (ItePruneAlgorithm computes one on the step's batch first).
 //   OneShotMutableChannelUnit: a prefix whose width is one of `candidate_choices` (made
 //     divisible and sorted, duplicates kept), sampled uniformly: weight-sharing width search;
 //   SlimmableChannelUnit: a OneShot unit whose BatchNorms keep statistics and affine
@@ -108,14 +111,17 @@ class ImportanceChannelUnit : public SequentialMutableChannelUnit {
   using SequentialMutableChannelUnit::SequentialMutableChannelUnit;
   /// One score per channel, from the current weights (float, on the CPU).
   virtual torch::Tensor importance() const = 0;
+  /// Whether importance() reads the weights' gradients (a backward pass must come first).
+  virtual bool needs_gradients() const { return false; }
   torch::Tensor mask() const override;
 
  protected:
-  /// The mean over the output-side convs and linears of `score` of their filters (rows of
-  /// the weight flattened to [channels, fan_in], this unit's range); an error naming
-  /// `what` if no conv or linear makes the unit's channels.
-  torch::Tensor mean_over_filters(const std::function<torch::Tensor(const torch::Tensor&)>& score,
-                                  const char* what) const;
+  /// The filters of an output-side conv or linear, this unit's range of its weight flattened
+  /// to [channels, fan_in], and the same rows of its gradient (undefined if it has none).
+  using FilterScore = std::function<torch::Tensor(const torch::Tensor& filters, const torch::Tensor& gradients)>;
+  /// The mean over the output-side convs and linears of `score` of their filters; an error
+  /// naming `what` if no conv or linear makes the unit's channels.
+  torch::Tensor mean_over_filters(const FilterScore& score, const char* what) const;
 };
 
 class L1MutableChannelUnit : public ImportanceChannelUnit {
@@ -148,6 +154,16 @@ class BNScaleMutableChannelUnit : public ImportanceChannelUnit {
   std::string type() const override { return "BNScaleMutableChannelUnit"; }
   /// mean over the output-side BatchNorms of |gamma[c]|.
   torch::Tensor importance() const override;
+};
+
+class TaylorMutableChannelUnit : public ImportanceChannelUnit {
+ public:
+  using ImportanceChannelUnit::ImportanceChannelUnit;
+  std::string type() const override { return "TaylorMutableChannelUnit"; }
+  /// mean over the output-side convs and linears of (sum_{in, kh, kw} W[c] * dL/dW[c])^2;
+  /// an error naming the op if it has no gradient.
+  torch::Tensor importance() const override;
+  bool needs_gradients() const override { return true; }
 };
 
 /// MMRazor's OneShotMutableChannelUnit: the first k channels, k one of the candidates.

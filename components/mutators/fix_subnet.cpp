@@ -5,8 +5,11 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
+#include "components/mutables/mutable_op.h"
 #include "components/mutators/nas_mutator.h"
+#include "components/nn/sequential.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/text_file.h"
@@ -129,6 +132,27 @@ void load_fix_subnet(torch::nn::Module& model, const Json& subnet, const std::st
       throw e.with_context(origin);
     }
   }
+}
+
+size_t inline_fixed_ops(torch::nn::Module& model) {
+  size_t replaced = 0;
+  // Held while the chains change: a replaced op (and its modules, listed too) stays alive.
+  const auto descendants = model.modules(/*include_self=*/false);
+  std::vector<torch::nn::Module*> modules = {&model};
+  for (const auto& module : descendants) modules.push_back(module.get());
+  for (torch::nn::Module* module : modules) {
+    auto* chain = dynamic_cast<nn::Sequential*>(module);
+    if (!chain) continue;
+    for (size_t i = 0; i < chain->size(); ++i) {
+      auto* op = dynamic_cast<MutableOP*>(chain->ptr(i).get());
+      if (!op || !op->is_fixed()) continue;
+      // A fixed op holds its chosen candidate alone.
+      chain->replace(i, std::dynamic_pointer_cast<nn::Module>(op->candidate(0).shared_from_this()));
+      ++replaced;
+    }
+  }
+  if (replaced > 0) nn::assign_paths(model);
+  return replaced;
 }
 
 }  // namespace razor

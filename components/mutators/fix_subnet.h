@@ -19,6 +19,12 @@ Json export_fix_subnet(torch::nn::Module& model);
 void load_fix_subnet(torch::nn::Module& model, const Json& subnet,
                      const std::string& origin = "subnet");
 
+/// Puts every fixed op mutable (MutableOP) that a Sequential holds in the chain in place of
+/// its chosen op, so that the model is static: no mutables, and the op's weights read
+/// "<block>.<name>" instead of "<block>._candidates.<op>.<name>". Op mutables held
+/// elsewhere (a DARTS cell's edges) stay, fixed. Returns how many were replaced.
+size_t inline_fixed_ops(torch::nn::Module& model);
+
 /// Reads a subnet YAML file; a missing or unparsable file is a config error naming it.
 Json read_subnet_file(const std::string& path);
 /// The YAML text of a subnet.

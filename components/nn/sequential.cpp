@@ -25,6 +25,13 @@ std::shared_ptr<Module> Sequential::ptr(size_t index) const {
   return items_[index];
 }
 
+void Sequential::replace(size_t index, std::shared_ptr<Module> module) {
+  RAZOR_ASSERT(module != nullptr);
+  ptr(index);  // range check
+  items_[index] = module;
+  replace_module(std::to_string(index), std::move(module));
+}
+
 torch::Tensor Sequential::forward(const torch::Tensor& input) {
   torch::Tensor x = input;
   for (const auto& module : items_) x = (*module)(x);

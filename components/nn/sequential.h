@@ -34,6 +34,9 @@ class Sequential : public Module {
                              " has another type");
     return *typed;
   }
+  /// Puts `module` in the place of child `index` (registered under the same name), so that
+  /// the chain runs it from then on.
+  void replace(size_t index, std::shared_ptr<Module> module);
   std::vector<std::shared_ptr<Module>>::const_iterator begin() const { return items_.begin(); }
   std::vector<std::shared_ptr<Module>>::const_iterator end() const { return items_.end(); }
 

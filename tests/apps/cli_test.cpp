@@ -44,7 +44,13 @@ fs::path write_config(const std::string& name, const std::string& text) {
   auto dir = fs::temp_directory_path() / "razor_test_cli";
   fs::create_directories(dir);
   auto path = dir / name;
-  std::ofstream(path) << text;
+  // The configs' work_dir under this process's temporary directory (a private one per test).
+  std::string body = text;
+  const std::string fixed = "/tmp/razor_test_cli";
+  for (size_t at = body.find(fixed); at != std::string::npos; at = body.find(fixed, at + 1)) {
+    body.replace(at, fixed.size(), dir.string());
+  }
+  std::ofstream(path) << body;
   return path;
 }
 

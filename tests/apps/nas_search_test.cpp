@@ -165,6 +165,15 @@ TEST_CASE("search: the best subnet meets the constraint, and razor test reproduc
   const torch::Tensor x = torch::randn({8, 1, 28, 28});
   const torch::Tensor a = fixed->forward_tensor(x), b = plain->forward_tensor(x);
   CHECK(torch::allclose(a, b, 1e-5, 1e-5));
+
+  // The static subnet is a sub_model of the supernet's architecture, and runs in onnxruntime
+  // as razor runs it.
+  const std::string subnet_toml = read_file(exported + "/subnet.toml");
+  CHECK(subnet_toml.find("\"sub_model\"") != std::string::npos);
+  CHECK(subnet_toml.find("\"mutable\"") != std::string::npos);
+  expect(razor_command("export " + exported + "/subnet.toml " + exported + "/subnet.pth --format onnx --verify --out " +
+                       (dir / "subnet.onnx")),
+         0, dir / "onnx.log");
 }
 
 TEST_CASE("search: two ranks find the same subnets as one process", "[nas][e2e][dist]") {

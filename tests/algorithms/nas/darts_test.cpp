@@ -7,12 +7,14 @@
 
 #include "algorithms/nas/darts.h"
 #include "apps/register_all.h"
+#include "apps/static_export.h"
 #include "components/mutables/mutable_op.h"
 #include "components/mutators/fix_subnet.h"
 #include "components/nn/activation.h"
 #include "components/nn/linear.h"
 #include "components/nn/sequential.h"
 #include "engine/optim_wrapper_dict.h"
+#include "engine/checkpoint.h"
 #include "engine/runner.h"
 
 using namespace razor;
@@ -356,4 +358,26 @@ dataset = { type = "Synthetic", num_samples = 64, num_classes = 4, shape = [1, 8
   supernet.eval();
   torch::NoGradGuard no_grad;
   CHECK(supernet.forward_tensor(torch::randn({2, 1, 8, 8})).sizes() == torch::IntArrayRef({2, 4}));
+
+  // razor export --subnet, the same export as a pruned model's: a sub_model in mode
+  // "mutable" whose edges stay, fixed, in their cells (no block list holds them), with the
+  // searched weights; it computes what the fixed supernet computes.
+  const std::string supernet_file = (dir / "epoch_2.pth").string();  // the searched weights
+  StaticExportOptions export_options;
+  export_options.subnet = (dir / "best_fix_subnet.yaml").string();
+  const StaticExport exported = export_static(config, supernet_file, (dir / "static").string(), export_options);
+  CHECK(exported.max_relative_error < 1e-5);
+  CHECK(exported.static_params < exported.full_params);
+  auto static_config = std::make_shared<Config>(load_config(exported.config));
+  CHECK(static_config->tree["model"]["type"] == "sub_model");
+  CHECK(static_config->tree["model"]["mode"] == "mutable");
+  CHECK_FALSE(static_config->tree.contains("train_cfg"));  // DARTS's bi-level loop needs the algorithm
+  Args args(static_config->tree.at("model"), "model", static_config);
+  auto plain = build_model_as<Model>(args, {}, "the static subnet");
+  CheckpointReader reader(exported.weights);
+  load_state_dict(*plain, reader.contents().model, /*strict=*/true, exported.weights);
+  plain->eval();
+  load_state_dict(supernet, state_dict(darts.architecture()), /*strict=*/false, "the searched supernet");
+  const torch::Tensor x = torch::randn({3, 1, 8, 8});
+  CHECK(torch::allclose(plain->forward_tensor(x), supernet.forward_tensor(x), 1e-5, 1e-6));
 }

@@ -10,7 +10,11 @@
 #include "apps/register_all.h"
 #include "components/mutators/fix_subnet.h"
 #include "components/nn/batch_norm.h"
+#include "components/mutables/mutable.h"
+#include "engine/checkpoint.h"
 #include "engine/config.h"
+#include "engine/model.h"
+#include "engine/version.h"
 
 using namespace razor;
 
@@ -96,4 +100,64 @@ TEST_CASE("SPOS with fix_subnet builds only the chosen ops", "[spos]") {
   // Loss still works, with nothing to sample.
   CHECK(fixed->loss(batch()).size() == 1);
   std::filesystem::remove(path);
+}
+
+TEST_CASE("sub_model in mode mutable builds the static subnet: chosen ops in place, the supernet's logits", "[spos][sub_model]") {
+  auto supernet = build_spos(3);
+  Json choices = supernet->mutator().current_choices();
+  choices["module_0"] = "shuffle_7x7";
+  choices["module_5"] = "shuffle_xception";
+  supernet->mutator().set_choices(choices);
+  supernet->eval();
+  const Json subnet = export_fix_subnet(supernet->architecture());
+  const auto dir = std::filesystem::temp_directory_path() / "razor_sub_model_mutable";
+  std::filesystem::create_directories(dir);
+  const std::string weights = (dir / "supernet.pth").string();
+  CheckpointContents contents;
+  contents.meta = {{"format", kCheckpointFormat}};
+  contents.model = state_dict(*supernet);
+  write_checkpoint(weights, contents, nullptr);
+  const std::string yaml = (dir / "subnet.yaml").string();
+  write_subnet_file(yaml, subnet);
+
+  const std::string file = std::string(RAZOR_SOURCE_DIR) + "/configs/_base_/nas_backbones/spos_shufflenet_fmnist.toml";
+  auto config = std::make_shared<Config>(load_config(file));
+  auto build = [&](const Json& fix, const std::string& mode) {
+    Json table = {{"type", "sub_model"},
+                  {"cfg", config->tree["model"]["architecture"]},
+                  {"fix_subnet", fix},
+                  {"init_weight_from_supernet", true},
+                  {"init_cfg", {{"type", "Pretrained"}, {"checkpoint", weights}}}};
+    if (!mode.empty()) table["mode"] = mode;
+    Args args(table, "model", config);
+    auto model = std::dynamic_pointer_cast<Model>(model_registry().build(args, {}));
+    REQUIRE(model);
+    model->eval();
+    return model;
+  };
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+  const torch::Tensor x = torch::randn({3, 1, 28, 28});
+  const torch::Tensor expected = supernet->architecture().forward_tensor(x);
+  // The mode is read from fix_subnet: a YAML file, or the same table inline.
+  for (const auto& [fix, mode] : {std::pair<Json, std::string>{yaml, ""}, {subnet, ""}, {subnet, "mutable"}}) {
+    auto model = build(fix, mode);
+    CHECK((model->forward_tensor(x) - expected).abs().max().item<double>() < 1e-6);
+    int64_t mutables = 0;
+    for (const auto& m : model->modules(false)) mutables += dynamic_cast<Mutable*>(m.get()) != nullptr;
+    CHECK(mutables == 0);
+    // The chosen op in the block's place: its weights lose "_candidates.<op>".
+    const auto params = model->named_parameters();
+    CHECK(params.contains("backbone.layers.0.0.branch1.0.conv.weight"));
+    CHECK(params.find("backbone.layers.0.0._candidates.shuffle_7x7.branch1.0.conv.weight") == nullptr);
+    int64_t subnet_params = 0, fixed_params = 0;
+    for (const auto& p : model->parameters()) subnet_params += p.numel();
+    auto fixed = build_spos(3, yaml);
+    for (const auto& p : fixed->architecture().parameters()) fixed_params += p.numel();
+    CHECK(subnet_params == fixed_params);
+  }
+  // A channel-width mode given a NAS subnet says which mode it needs.
+  CHECK_THROWS_WITH(build(subnet, "mutator"), Catch::Contains("mode = \"mutable\""));
+  CHECK_THROWS_WITH(build(subnet, "bogus"), Catch::Contains("\"mutable\"") && Catch::Contains("bogus"));
+  std::filesystem::remove_all(dir);
 }

@@ -9,9 +9,13 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <numeric>
 
 #include "algorithms/pruning/ite_prune_val_loop.h"
 #include "apps/register_all.h"
+#include "components/nn/module.h"
+#include "components/nn/weighted_op.h"
+#include "engine/optim_wrapper.h"
 #include "components/estimators/resource_estimator.h"
 #include "engine/checkpoint.h"
 #include "engine/text_file.h"
@@ -229,4 +233,40 @@ TEST_CASE("sub_model rebuilds the pruned model: from ItePruneValLoop's files, an
                              {"init_weight_from_supernet", true}}),
                       Catch::Contains("init_weight_from_supernet") && Catch::Contains("init_cfg"));
   }
+}
+
+TEST_CASE("Taylor units prune at the first step by the gradients of its batch, as a plain backward ranks them",
+          "[pruning][taylor]") {
+  torch::manual_seed(3);
+  Json mutator = kMutator;
+  mutator["channel_unit_cfg"]["type"] = "TaylorMutableChannelUnit";
+  auto algorithm = pruner({{"mutator_cfg", mutator}, {"target_flops", 0.5}});  // no gradient needed for the ratio
+  const Batch batch{torch::randn({8, 1, 28, 28}), torch::randint(10, {8}), torch::Tensor()};
+
+  // A plain LibTorch backward of the same loss on a copy with the same weights.
+  auto plain = std::dynamic_pointer_cast<Model>(build(kResNet20));
+  REQUIRE(plain);
+  load_state_dict(*plain, state_dict(algorithm->architecture()), /*strict=*/true, "the pruner");
+  plain->train();
+  total_loss(plain->loss(batch)).backward();
+  auto& conv = dynamic_cast<nn::WeightedOp&>(nn::find_module(*plain, "backbone.layer2.0.conv1"));
+  const torch::Tensor scores = (conv.weight.detach() * conv.weight.grad()).flatten(1).sum(1).square();
+
+  auto params = algorithm->parameters();
+  OptimWrapper optim(std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(0.0)), params);
+  algorithm->train();
+  algorithm->train_step(batch, optim);
+  const std::string name = inner_unit(1, 0);
+  const auto& unit = algorithm->mutator().unit(name);
+  REQUIRE(unit.width() < 32);
+  // The unit's only conv making its channels is layer2.0.conv1: its top-width scores, in index order.
+  const torch::Tensor order = std::get<1>(scores.sort(/*stable=*/true, 0, /*descending=*/true));
+  const torch::Tensor top = std::get<0>(order.narrow(0, 0, unit.width()).sort());
+  const std::vector<int64_t> expected(top.data_ptr<int64_t>(), top.data_ptr<int64_t>() + top.numel());
+  CHECK(algorithm->mutator().current_masks()[name].get<std::vector<int64_t>>() == expected);
+  // Not a prefix: the gradients chose.
+  std::vector<int64_t> prefix(static_cast<size_t>(unit.width()));
+  std::iota(prefix.begin(), prefix.end(), 0);
+  CHECK(expected != prefix);
+  CHECK(algorithm->flops_ratio() <= 0.5);
 }

@@ -118,7 +118,7 @@ TEST_CASE("L1 units keep the channels of largest mean |W|, averaged over the con
   CHECK(kept(both.mask()) == std::vector<int64_t>{2, 3});
 }
 
-TEST_CASE("L2, FPGM and BN-scale units keep the channels their importance ranks first", "[channel][mutator]") {
+TEST_CASE("L2, FPGM, BN-scale and Taylor units keep the channels their importance ranks first", "[channel][mutator]") {
   // One input channel, 1x1 kernels: filter c is the vector W[c].
   nn::Conv2d conv(nn::Conv2dOptions(4, 4, 1).with_bias(false));
   nn::BatchNorm2d bn(4);
@@ -167,6 +167,27 @@ TEST_CASE("L2, FPGM and BN-scale units keep the channels their importance ranks 
   channel::BNScaleMutableChannelUnit no_bn(spec_of(4, {&conv}), number);
   CHECK_THROWS_WITH(no_bn.importance(), Catch::Contains("no affine BatchNorm"));
   CHECK(channel::make_unit("FPGMMutableChannelUnit", spec, number, "cfg")->type() == "FPGMMutableChannelUnit");
+
+  // Taylor: (sum W * dL/dW)^2 per filter, from the gradients of the last backward; none yet
+  // is an error naming the op. L = sum_c k_c * (W[c] . x), so dL/dW[c] = k_c x.
+  channel::TaylorMutableChannelUnit taylor(spec, number);
+  CHECK(taylor.needs_gradients());
+  CHECK_FALSE(l2.needs_gradients());
+  CHECK_THROWS_WITH(taylor.importance(), Catch::Contains("no gradient") && Catch::Contains("Taylor"));
+  const torch::Tensor x = torch::tensor({1.f, -1.f, 2.f, 0.5f}).view({1, 4, 1, 1});
+  const torch::Tensor k = torch::tensor({1.f, 3.f, -2.f, 0.1f});
+  (conv(x).flatten() * k).sum().backward();
+  torch::Tensor expected = torch::zeros({4});
+  for (int64_t c = 0; c < 4; ++c) {
+    double sum = 0;
+    for (int64_t i = 0; i < 4; ++i) sum += w[c][i].item<double>() * k[c].item<double>() * x.flatten()[i].item<double>();
+    expected[c] = sum * sum;
+  }
+  // W . x = [3, 2.5, -2, 0]: scores [9, 56.25, 16, 0].
+  CHECK(torch::allclose(taylor.importance(), expected));
+  taylor.set_choice(Json(2));
+  CHECK(kept(taylor.mask()) == std::vector<int64_t>{1, 2});
+  CHECK(channel::make_unit("TaylorMutableChannelUnit", spec, number, "cfg")->type() == "TaylorMutableChannelUnit");
   CHECK_THROWS_WITH(channel::make_unit("L3MutableChannelUnit", spec, number, "cfg"),
                     Catch::Contains("unknown channel unit type") && Catch::Contains("BNScaleMutableChannelUnit"));
 }
