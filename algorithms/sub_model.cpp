@@ -47,18 +47,6 @@ ChannelMutatorOptions fix_subnet_options(Args& args, const std::string& config_d
   return options;
 }
 
-/// Mode "mutable"'s fix_subnet: a subnet YAML file, or the same {mutable: {chosen: value}} inline.
-Json subnet_of(Args& args, const std::string& config_dir) {
-  const Json& value = args.raw("fix_subnet");
-  if (!value.is_string()) return value;
-  std::filesystem::path path = value.get<std::string>();
-  if (path.is_relative() && !std::filesystem::exists(path) && !config_dir.empty() &&
-      std::filesystem::exists(std::filesystem::path(config_dir) / path)) {
-    path = std::filesystem::path(config_dir) / path;
-  }
-  return read_subnet_file(path.string());
-}
-
 /// MMRazor's default mode is "mutable"; razor reads it from fix_subnet when not given: a
 /// YAML file or {name: {chosen = ...}} is a NAS subnet, anything else channel widths.
 std::string mode_of(Args& args) {
@@ -106,7 +94,10 @@ void register_sub_model() {
       const std::string origin = args.raw("fix_subnet").is_string()
                                      ? args.raw("fix_subnet").get<std::string>()
                                      : args.where("fix_subnet");
-      load_fix_subnet(*architecture, subnet_of(args, config_dir_of(args)), origin);
+      const Json subnet = table_or_file(args, "fix_subnet", config_dir_of(args));
+      if (!subnet.is_object())
+        args.fail("fix_subnet", "expected {mutable name: {chosen = value}}, got " + subnet.dump());
+      load_fix_subnet(*architecture, subnet, origin);
       inline_fixed_ops(*architecture);
       if (args.has("demo_input")) args.accept("demo_input");
     } else {

@@ -15,6 +15,7 @@
 #include <filesystem>
 
 #include "components/estimators/resource_estimator.h"
+#include "components/mutators/fix_subnet.h"
 #include "components/nn/module.h"
 #include "engine/checkpoint.h"
 #include "engine/dist.h"
@@ -293,8 +294,11 @@ Json table_or_file(Args& args, const std::string& key, const std::string& config
   if (path.is_relative() && !fs::exists(path) && !config_dir.empty() && fs::exists(fs::path(config_dir) / path)) {
     path = fs::path(config_dir) / path;
   }
+  const std::string text = read_text_file(path.string(), args.where(key));
+  const std::string ext = path.extension().string();
+  if (ext == ".yaml" || ext == ".yml") return yaml_text_to_json(text, path.string());
   try {
-    return Json::parse(read_text_file(path.string(), args.where(key)));
+    return Json::parse(text);
   } catch (const Json::parse_error& e) {
     throw config_error(path.string(), ": not valid JSON (", args.where(key), "): ", e.what());
   }

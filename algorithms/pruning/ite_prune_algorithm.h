@@ -138,8 +138,8 @@ ItePruneOptions ite_prune_options_from(Args& args, ItePruneOptions defaults);
 /// The folder of the config `args` come from ("" without one): where relative files resolve.
 std::string config_dir_of(const Args& args);
 
-/// A JSON table at `key` given inline or as a path to a JSON file: relative to the working
-/// directory as MMRazor's are (a work_dir's fix_subnet.json), else to `config_dir`.
+/// A table at `key` given inline or as a path to a JSON (or .yaml) file: relative to the
+/// working directory as MMRazor's are (a work_dir's fix_subnet.json), else to `config_dir`.
 Json table_or_file(Args& args, const std::string& key, const std::string& config_dir);
 
 /// The checkpoint of MMRazor's init_cfg = { type = "Pretrained", checkpoint = ... } in

@@ -44,6 +44,14 @@ Batch batch() {
   return b;
 }
 
+/// The supernet's current subnet with module_0 and module_5 set to other ops.
+void choose_subnet(SPOS& supernet) {
+  Json choices = supernet.mutator().current_choices();
+  choices["module_0"] = "shuffle_7x7";
+  choices["module_5"] = "shuffle_xception";
+  supernet.mutator().set_choices(choices);
+}
+
 }  // namespace
 
 TEST_CASE("SPOS samples a uniform subnet per loss, the same for the same seed", "[spos]") {
@@ -84,10 +92,7 @@ TEST_CASE("SPOS: norm_training keeps BatchNorm in training mode in eval", "[spos
 
 TEST_CASE("SPOS with fix_subnet builds only the chosen ops", "[spos]") {
   auto supernet = build_spos(2);
-  Json choices = supernet->mutator().current_choices();
-  choices["module_0"] = "shuffle_7x7";
-  choices["module_5"] = "shuffle_xception";
-  supernet->mutator().set_choices(choices);
+  choose_subnet(*supernet);
   const std::string path = (std::filesystem::temp_directory_path() / "razor_spos_subnet.yaml").string();
   write_subnet_file(path, export_fix_subnet(supernet->architecture()));
   auto fixed = build_spos(2, path);
@@ -104,10 +109,7 @@ TEST_CASE("SPOS with fix_subnet builds only the chosen ops", "[spos]") {
 
 TEST_CASE("sub_model in mode mutable builds the static subnet: chosen ops in place, the supernet's logits", "[spos][sub_model]") {
   auto supernet = build_spos(3);
-  Json choices = supernet->mutator().current_choices();
-  choices["module_0"] = "shuffle_7x7";
-  choices["module_5"] = "shuffle_xception";
-  supernet->mutator().set_choices(choices);
+  choose_subnet(*supernet);
   supernet->eval();
   const Json subnet = export_fix_subnet(supernet->architecture());
   const auto dir = std::filesystem::temp_directory_path() / "razor_sub_model_mutable";
